@@ -118,7 +118,7 @@ class DAC:
 
     ``v = v_read · q_bits(clip(x/x_max, −1, 1))``: ``|x|/x_max`` is rounded to
     ``2**bits − 1`` equal steps, the sign drives a negative read voltage.
-    ``bits=None`` is an ideal DAC. ``x_max`` is set by calibration (the largest
+    ``bits=None`` is an ideal DAC (no quantisation, energy not modelled). ``x_max`` is set by calibration (the largest
     |x| seen) unless given.
 
     Energy per conversion ``e_conv_J`` [J] defaults to 0.39 pJ·bits: ISAAC
@@ -139,7 +139,7 @@ class DAC:
 
     @property
     def energy_per_conversion_J(self) -> float:
-        return self.e_1bit_J * (self.bits if self.bits is not None else 1)
+        return 0.0 if self.bits is None else self.e_1bit_J * self.bits
 
     def calibrate(self, x: Tensor) -> None:
         if self.x_max is None:

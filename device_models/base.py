@@ -16,7 +16,19 @@ Conventions
   programming (drift, read noise).
 * ``pulse(state, n_pulses, generator) -> (state, energy_J)``: open-loop update
   for on-chip learning (signed pulse counts; positive potentiates).
-* ``current(g, v)``: the cell's I–V; linear (Ohm) by default.
+* ``current(g, v)``: the cell's I–V; linear (Ohm) by default;
+  ``current_derivative(g, v) = ∂I/∂V`` for Newton solves.
+
+Write energy
+------------
+Every ``pulse``/``switch`` returns ``energy_J``: the **total** write energy of
+the call [J], summed over all cells, as a 0-d tensor (dtype of ``state.g``, on
+the state's device). Cells that receive no pulse cost nothing.
+
+Randomness
+----------
+Every random draw goes through the ``generator`` argument, on
+``generator.device``: the same seed gives bit-identical arrays.
 """
 
 from __future__ import annotations
@@ -28,11 +40,41 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-__all__ = ["Device", "DeviceState", "DeviceParameterError", "check_range", "apply_stuck", "quantize_levels"]
+__all__ = [
+    "Device",
+    "DeviceState",
+    "DeviceParameterError",
+    "check_range",
+    "check_choice",
+    "apply_stuck",
+    "quantize_levels",
+    "sample_stuck",
+    "randn",
+    "rand",
+    "FREE",
+    "STUCK_OFF",
+    "STUCK_ON",
+]
 
 
 class DeviceParameterError(ValueError):
     """A device parameter is outside its physical range."""
+
+
+def check_choice(name: str, value, allowed) -> None:
+    """Raise :class:`DeviceParameterError` unless ``value`` is one of ``allowed``."""
+    if value not in allowed:
+        raise DeviceParameterError(f"{name}: got {value!r}; allowed: {', '.join(map(repr, allowed))}")
+
+
+def randn(shape, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Standard normal draws of ``shape`` on ``generator.device`` (the only way models draw Gaussians)."""
+    return torch.randn(tuple(shape), generator=generator, device=generator.device, dtype=dtype)
+
+
+def rand(shape, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Uniform [0, 1) draws of ``shape`` on ``generator.device``."""
+    return torch.rand(tuple(shape), generator=generator, device=generator.device, dtype=dtype)
 
 
 def check_range(name: str, value, lo=None, hi=None, lo_open=False, hi_open=False) -> None:
@@ -74,7 +116,7 @@ class DeviceState:
     d2d: dict = field(default_factory=dict)
     t_prog_s: float = 0.0
 
-    def replace(self, **changes) -> "DeviceState":
+    def replace(self, **changes) -> DeviceState:
         return dataclasses.replace(self, **changes)
 
     @property
@@ -84,6 +126,19 @@ class DeviceState:
 
 #: codes in ``state.d2d["stuck"]``
 FREE, STUCK_OFF, STUCK_ON = 0, 1, 2
+
+
+def sample_stuck(shape, generator: torch.Generator, p_stuck_off: float, p_stuck_on: float) -> Tensor:
+    """Per-cell stuck-at codes (``FREE``/``STUCK_OFF``/``STUCK_ON``, uint8) from one uniform draw per cell.
+
+    A cell is SA0 (stuck off) with probability ``p_stuck_off`` and SA1 (stuck on)
+    with probability ``p_stuck_on``, independently of every other cell.
+    """
+    u = rand(shape, generator, torch.float64)
+    stuck = torch.zeros(tuple(shape), dtype=torch.uint8, device=generator.device)
+    stuck[u < p_stuck_off] = STUCK_OFF
+    stuck[(u >= p_stuck_off) & (u < p_stuck_off + p_stuck_on)] = STUCK_ON
+    return stuck
 
 
 def apply_stuck(g: Tensor, state: DeviceState, g_off: Tensor | float, g_on: Tensor | float) -> Tensor:
@@ -144,6 +199,10 @@ class Device:
     def current(self, g: Tensor, v: Tensor) -> Tensor:
         """Cell current [A] for conductance ``g`` [S] at voltage ``v`` [V]: Ohm's law by default."""
         return g * v
+
+    def current_derivative(self, g: Tensor, v: Tensor) -> Tensor:
+        """Differential conductance ``∂I/∂V`` [S] of :meth:`current` (``g`` for a linear cell)."""
+        return g * torch.ones_like(v)
 
     def read_noise_rel(self) -> float:
         """Relative σ of the white per-read conductance noise applied on every MVM (0: none)."""

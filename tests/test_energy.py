@@ -1,0 +1,42 @@
+"""Array read energy and the ledger."""
+
+import pytest
+import torch
+
+from circuits import ADC, DAC, Crossbar, CrossbarSpec, EnergyLedger, MappedMatrix
+from device_models import IdealDevice
+
+
+def test_array_energy_3x2_hand_calculation(gen):
+    """E = t_read·Σ_i v_i²·Σ_j g_ij.
+    g = [[1,2],[3,4],[5,6]] µS, v = [0.1,0.2,0.3] V: Σ = 0.01·3 + 0.04·7 + 0.09·11 = 1.30 µS·V²,
+    so P = 1.30 µW and, over t_read = 10 ns, E = 13.0 fJ."""
+    xb = Crossbar(3, 2, IdealDevice(g_min=0.0, g_max=10e-6), generator=gen, dtype=torch.float64)
+    xb.program(torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], dtype=torch.float64) * 1e-6)
+    v = torch.tensor([[0.1, 0.2, 0.3]], dtype=torch.float64)
+    assert float(xb.read_power(v)) == pytest.approx(1.30e-6, rel=1e-12)
+    assert float(xb.read_energy(v, t_read_s=10e-9)) == pytest.approx(13.0e-15, rel=1e-12)
+    # and the currents are v @ g
+    torch.testing.assert_close(xb.mvm(v), torch.tensor([[2.2e-6, 2.8e-6]], dtype=torch.float64))
+
+
+def test_ledger_counts_and_components(gen):
+    """One 3-in/2-out layer on one array, batch of 4: 4·3 DAC and 4·2 ADC conversions, energies as modelled."""
+    w = torch.tensor([[1.0, -1.0, 0.5], [0.0, 2.0, -2.0]], dtype=torch.float64)
+    x = torch.rand(4, 3, dtype=torch.float64, generator=gen)
+    dac, adc = DAC(bits=4), ADC(bits=6, range_mode="max")
+    mm = MappedMatrix(w, IdealDevice(), CrossbarSpec(rows=8, cols=8), dac, adc, generator=gen, dtype=torch.float64)
+    mm.calibrate(x)
+    ledger = EnergyLedger()
+    ledger.count_inferences(4)
+    mm.matmul(x, ledger)
+    rec = {r["component"]: r for r in ledger.records()}
+    assert rec["dac"]["events"] == 12 and rec["adc"]["events"] == 8
+    assert rec["dac"]["energy_J"] == pytest.approx(12 * 4 * 0.39e-12)
+    assert rec["adc"]["energy_J"] == pytest.approx(8 * max(1e-12, 30e-15 * 64))
+    v = mm.dac.normalise(x) * mm.v_read
+    g = mm.crossbar.g[0, 0, :3]
+    e_array = float(((v**2) @ g.sum(1)).sum()) * IdealDevice().t_read_s
+    assert rec["array"]["energy_J"] == pytest.approx(e_array, rel=1e-12)
+    per = ledger.per_inference()
+    assert per["total"] == pytest.approx(sum(v for k, v in per.items() if k != "total"), rel=1e-12)

@@ -1,0 +1,74 @@
+"""Command line: ``xbarsim run|sweep [CONFIG] [--out FILE]`` (DESIGN §7)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["main", "format_table"]
+
+#: columns shown on the terminal (the file gets every column)
+_SHOW = (
+    "device",
+    "t_s",
+    "drift_compensation",
+    "accuracy_sw",
+    "accuracy_hw",
+    "accuracy_drop",
+    "energy_per_inference_J",
+    "latency_s",
+)
+
+
+def format_table(df, columns: list[str] | None = None) -> str:
+    """Terminal rendering: swept keys first, then the headline metrics, floats to 4 significant digits."""
+    if columns is None:
+        swept = [c for c in df.columns if "." in c or c in ("seed",)]
+        energy = [c for c in df.columns if c.startswith("energy_") and c != "energy_per_inference_J"]
+        columns = [c for c in (*swept, *_SHOW, *energy) if c in df.columns]
+        columns = list(dict.fromkeys(columns))
+    return df[columns].to_string(index=False, float_format=lambda v: f"{v:.4g}")
+
+
+def _cmd_run(args) -> int:
+    from .sweep import run
+
+    df = run(args.config, out=args.out, progress=not args.quiet)
+    print(format_table(df))
+    if args.out:
+        print(f"\nwrote {len(df)} rows to {args.out}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="xbarsim", description="Co-simulate analog in-memory-computing crossbars.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run a config (its sweep, if any) and print the results table")
+    r.add_argument("config", nargs="?", type=Path, default=None, help="YAML config (default: the built-in quickstart)")
+    r.add_argument("-o", "--out", type=Path, default=None, help="write the table to FILE.csv or FILE.parquet")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=_cmd_run)
+
+    s = sub.add_parser("sweep", help="run a config's sweep, writing each point to --out as it finishes (resumable)")
+    s.add_argument("config", type=Path)
+    s.add_argument("-o", "--out", type=Path, required=True, help="FILE.csv or FILE.parquet")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=_cmd_run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .config import ConfigError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        print(f"xbarsim: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

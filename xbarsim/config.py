@@ -1,0 +1,255 @@
+"""YAML ⇄ typed, validated experiment configuration (DESIGN §7).
+
+Sections mirror the layers: ``device``, ``crossbar`` (size, wires, solver, dac, adc),
+``mapping``, ``algorithm``, ``model``, ``dataset``, ``eval``, ``runtime``, ``sweep`` and
+``seed``. Every error names the dotted key, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "load_config",
+    "validate_config",
+    "set_dotted",
+    "get_dotted",
+    "QUICKSTART_PATH",
+]
+
+QUICKSTART_PATH = Path(__file__).with_name("quickstart.yaml")
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message names the dotted key, the value and what is allowed."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DatasetConfig(_Section):
+    name: Literal["digits", "mnist"] = "digits"
+    path: str | None = Field(None, description="directory of MNIST IDX files (default: $XBARSIM_DATA)")
+    test_fraction: float = Field(0.3, gt=0, lt=1, description="digits: held-out fraction")
+    n_train: int | None = Field(None, ge=1, description="use only the first n training samples")
+
+
+class ModelConfig(_Section):
+    arch: Literal["mlp"] = "mlp"
+    hidden: list[int] = Field(default_factory=lambda: [64])
+    bias: bool = True
+    epochs: int = Field(40, ge=0)
+    lr: float = Field(1e-2, gt=0)
+    batch_size: int = Field(64, ge=1)
+    weight_decay: float = Field(0.0, ge=0)
+    seed: int = 0
+    path: str | None = Field(None, description="a pickled torch nn.Module to use instead of training")
+
+    @field_validator("hidden")
+    @classmethod
+    def _positive(cls, v):
+        if any(h < 1 for h in v):
+            raise ValueError("every hidden width must be ≥ 1")
+        return v
+
+
+class DACConfig(_Section):
+    bits: int | None = Field(8, ge=1, le=16)
+    x_max: float | None = Field(None, gt=0)
+    e_1bit_J: float = Field(0.39e-12, ge=0)
+
+
+class ADCConfig(_Section):
+    bits: int | None = Field(8, ge=1, le=16)
+    range: Literal["calibrate", "max", "fixed"] = "calibrate"
+    percentile: float = Field(99.99, gt=0, le=100)
+    i_range: float | None = Field(None, gt=0, description="full-scale current [A] for range: fixed")
+    fom_J_per_step: float = Field(30e-15, ge=0)
+    e_floor_J: float = Field(1e-12, ge=0)
+
+
+class CrossbarConfig(_Section):
+    rows: int = Field(128, ge=1, le=65536)
+    cols: int = Field(128, ge=2, le=65536)
+    r_wire_row: float = Field(0.0, ge=0, description="row wire resistance per cell [Ω]")
+    r_wire_col: float = Field(0.0, ge=0, description="column wire resistance per cell [Ω]")
+    r_source: float = Field(0.0, ge=0, description="driver output resistance [Ω]")
+    r_sense: float = Field(0.0, ge=0, description="sense (input) resistance of the column amplifier [Ω]")
+    r_access: float = Field(0.0, ge=0, description="1T1R access transistor on-resistance [Ω]")
+    solver: Literal["ideal", "exact"] = "ideal"
+    v_read: float | None = Field(None, gt=0, description="read voltage [V] (default: the device's)")
+    t_read_s: float | None = Field(None, gt=0, description="read pulse width [s] (default: the device's)")
+    dac: DACConfig = Field(default_factory=DACConfig)
+    adc: ADCConfig = Field(default_factory=ADCConfig)
+
+
+class MappingConfig(_Section):
+    scheme: Literal["differential"] = "differential"
+
+
+class AlgorithmConfig(_Section):
+    name: Literal["ann"] = "ann"
+
+
+class EvalConfig(_Section):
+    n_test: int | None = Field(None, ge=1, description="evaluate on the first n test samples")
+    batch_size: int = Field(512, ge=1)
+    n_calibration: int = Field(256, ge=1, description="training samples used to calibrate DAC/ADC ranges")
+    times_s: list[float] = Field(default_factory=lambda: [0.0], description="evaluation times after programming [s]")
+    drift_compensation: list[bool] = Field(default_factory=lambda: [False])
+
+    @field_validator("times_s")
+    @classmethod
+    def _times(cls, v):
+        if not v or any(not (t >= 0 and math.isfinite(t)) for t in v):
+            raise ValueError("must be a non-empty list of finite times ≥ 0 s")
+        return v
+
+    @field_validator("drift_compensation", mode="before")
+    @classmethod
+    def _dc(cls, v):
+        return [v] if isinstance(v, bool) else v
+
+
+class RuntimeConfig(_Section):
+    torch_device: str = "cpu"
+    dtype: Literal["float32", "float64"] = "float32"
+
+
+class Config(_Section):
+    name: str = "experiment"
+    seed: int = 0
+    device: dict[str, Any] = Field(default_factory=lambda: {"model": "ideal"})
+    crossbar: CrossbarConfig = Field(default_factory=CrossbarConfig)
+    mapping: MappingConfig = Field(default_factory=MappingConfig)
+    algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    sweep: dict[str, list[Any]] = Field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------------------
+def _format_errors(err: ValidationError, prefix: str = "") -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        key = f"{prefix}{key}" if key else prefix.rstrip(".") or "<root>"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"{key}: unknown key (value {e['input']!r}); {_allowed_keys(e['loc'])}")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"{key}: got {e['input']!r}; {msg}")
+    return "\n".join(lines)
+
+
+def _allowed_keys(loc: tuple) -> str:
+    model: Any = Config
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return "see the documented keys"
+        model = field.annotation
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return "allowed keys: " + ", ".join(model.model_fields)
+    return "see the documented keys"
+
+
+def _check_device(cfg: Config) -> None:
+    """Build the device once so a bad ``device.*`` key fails at load time with its dotted name."""
+    from device_models import DeviceParameterError
+
+    from .experiment import build_device
+
+    try:
+        build_device(cfg.device)
+    except (DeviceParameterError, ValueError, TypeError, KeyError) as exc:
+        raise ConfigError(f"device.{exc}" if not str(exc).startswith("device") else str(exc)) from None
+
+
+def validate_config(data: dict | Config, check_sweep: bool = True) -> Config:
+    """Validate a plain dict (as read from YAML) into a :class:`Config`, raising :class:`ConfigError`."""
+    if isinstance(data, Config):
+        data = data.model_dump()
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"<root>: got {type(data).__name__}; a config is a mapping of sections")
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err)) from None
+    _check_device(cfg)
+    if check_sweep:
+        for key, values in cfg.sweep.items():
+            if not values:
+                raise ConfigError(f"sweep.{key}: got an empty list; give at least one value")
+            for val in values:
+                point = copy.deepcopy(cfg.model_dump())
+                point["sweep"] = {}
+                try:
+                    set_dotted(point, key, val)
+                except KeyError as exc:
+                    raise ConfigError(f"sweep.{key}: {exc.args[0]}") from None
+                try:
+                    validate_config(point, check_sweep=False)
+                except ConfigError as exc:
+                    raise ConfigError(f"sweep.{key} = {val!r}: {exc}") from None
+    return cfg
+
+
+def load_config(source: str | Path | dict | Config | None = None) -> Config:
+    """Read and validate a config from a YAML path, a dict, or ``None`` (the built-in quickstart)."""
+    if source is None:
+        source = QUICKSTART_PATH
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.exists():
+            raise ConfigError(f"config file {str(path)!r} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
+        cfg = validate_config(data)
+        return _resolve_paths(cfg, path.parent)
+    return validate_config(source)
+
+
+def _resolve_paths(cfg: Config, base: Path) -> Config:
+    """Paths in a YAML file are relative to that file, never to the working directory."""
+    for section, key in (("dataset", "path"), ("model", "path")):
+        sec = getattr(cfg, section)
+        val = getattr(sec, key)
+        if val and not Path(val).expanduser().is_absolute():
+            setattr(sec, key, str((base / val).resolve()))
+    return cfg
+
+
+def get_dotted(data: dict, key: str) -> Any:
+    cur: Any = data
+    for part in key.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            raise KeyError(f"no key {part!r} in {key!r}")
+        cur = cur[part]
+    return cur
+
+
+def set_dotted(data: dict, key: str, value: Any) -> None:
+    """``data[a][b][c] = value`` for ``key = "a.b.c"``; sections must exist (device params may be new)."""
+    parts = key.split(".")
+    cur = data
+    for i, part in enumerate(parts[:-1]):
+        if not isinstance(cur, dict) or part not in cur or not isinstance(cur[part], dict):
+            raise KeyError(f"{'.'.join(parts[: i + 1])!r} is not a config section")
+        cur = cur[part]
+    cur[parts[-1]] = copy.deepcopy(value)

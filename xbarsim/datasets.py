@@ -1,0 +1,112 @@
+"""Datasets: scikit-learn's digits (embedded, offline) and MNIST from IDX files.
+
+MNIST is read from a directory given by the config (``dataset.path``) or the
+``XBARSIM_DATA`` environment variable; the decompressed files are verified
+against the official MD5 sums (LeCun, Cortes & Burges).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["Dataset", "load_dataset", "load_digits", "load_mnist", "MNIST_MD5", "DatasetError"]
+
+MNIST_MD5 = {
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
+
+
+class DatasetError(ValueError):
+    """A dataset cannot be found or does not verify."""
+
+
+@dataclass
+class Dataset:
+    """Train/test tensors; images flattened or ``[N, C, H, W]``, pixel values in [0, 1]."""
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    image_shape: tuple[int, int, int]
+
+    @property
+    def n_classes(self) -> int:
+        return int(max(self.y_train.max(), self.y_test.max())) + 1
+
+
+def load_digits(test_fraction: float = 0.3, seed: int = 0) -> Dataset:
+    """scikit-learn's 8×8 digits (1797 images, 10 classes), pixels scaled to [0, 1], stratified split."""
+    from sklearn.datasets import load_digits as _load
+    from sklearn.model_selection import train_test_split
+
+    d = _load()
+    x = (d.images / 16.0).astype(np.float32)[:, None]  # [N, 1, 8, 8]
+    xtr, xte, ytr, yte = train_test_split(
+        x, d.target, test_size=test_fraction, random_state=seed, stratify=d.target
+    )
+    t = torch.from_numpy
+    return Dataset("digits", t(xtr), t(ytr).long(), t(xte), t(yte).long(), (1, 8, 8))
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    name = path.name.removesuffix(".gz")
+    want = MNIST_MD5.get(name)
+    if want is not None and hashlib.md5(raw).hexdigest() != want:
+        raise DatasetError(f"dataset.path: {path} fails its MD5 check (expected {want} for the decompressed file)")
+    ndim = raw[3]
+    dims = np.frombuffer(raw, dtype=">u4", count=ndim, offset=4)
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(tuple(int(d) for d in dims))
+
+
+def _find(directory: Path, stem: str) -> Path:
+    for cand in (directory / stem, directory / f"{stem}.gz"):
+        if cand.exists():
+            return cand
+    raise DatasetError(f"dataset.path: {directory} has no {stem}[.gz] (MNIST IDX files expected)")
+
+
+def load_mnist(path: str | os.PathLike | None = None) -> Dataset:
+    """Full MNIST (60 000 + 10 000 28×28 images) from IDX files in ``path`` or ``$XBARSIM_DATA[/mnist]``."""
+    if path is None:
+        env = os.environ.get("XBARSIM_DATA")
+        if not env:
+            raise DatasetError("dataset.path: not set and XBARSIM_DATA is unset; give the directory of the MNIST IDX files")
+        path = Path(env) / "mnist" if (Path(env) / "mnist").is_dir() else Path(env)
+    directory = Path(path).expanduser()
+    if not directory.is_dir():
+        raise DatasetError(f"dataset.path: {directory} is not a directory")
+    arr = {stem: _read_idx(_find(directory, stem)) for stem in MNIST_MD5}
+    t = torch.from_numpy
+
+    def images(a):
+        return t(a.astype(np.float32) / 255.0)[:, None]
+
+    return Dataset(
+        "mnist",
+        images(arr["train-images-idx3-ubyte"]),
+        t(arr["train-labels-idx1-ubyte"].astype(np.int64)),
+        images(arr["t10k-images-idx3-ubyte"]),
+        t(arr["t10k-labels-idx1-ubyte"].astype(np.int64)),
+        (1, 28, 28),
+    )
+
+
+def load_dataset(name: str, path: str | None = None, test_fraction: float = 0.3, seed: int = 0) -> Dataset:
+    if name == "digits":
+        return load_digits(test_fraction, seed)
+    if name == "mnist":
+        return load_mnist(path)
+    raise DatasetError(f"dataset.name: got {name!r}; allowed: digits, mnist")
