@@ -83,6 +83,8 @@ def check_range(name: str, value, lo=None, hi=None, lo_open=False, hi_open=False
 
     if value is None:
         return
+    if isinstance(value, (str, bytes)):
+        raise DeviceParameterError(f"{name}: got {value!r}; expected a number")
     try:
         bad = math.isnan(float(value))
     except (TypeError, ValueError):
