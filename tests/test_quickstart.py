@@ -80,3 +80,21 @@ def test_cli_reports_config_error(tmp_path):
     res = subprocess.run([sys.executable, "-m", "xbarsim.cli", "run", str(bad)], capture_output=True, text=True, timeout=60)
     assert res.returncode == 2
     assert "crossbar.adc.bits" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_process_pool_gives_the_same_table_in_point_order():
+    cfg = {"seed": 5, "device": {"model": "rram", "sigma_prog": 0.05}, "eval": {"n_test": 150},
+           "sweep": {"crossbar.adc.bits": [4, 8], "seed": [5, 6]}}
+    serial = xbarsim.run(cfg, progress=False).drop(columns="wall_s")
+    pooled = xbarsim.run(cfg, progress=False, workers=2).drop(columns="wall_s")
+    pd.testing.assert_frame_equal(serial, pooled)
+    assert list(serial["crossbar.adc.bits"]) == [4, 4, 8, 8]
+
+
+def test_zip_sweep():
+    cfg = {"sweep_mode": "zip", "eval": {"n_test": 50},
+           "sweep": {"crossbar.adc.bits": [4, 8], "crossbar.dac.bits": [2, 6]}}
+    df = xbarsim.run(cfg, progress=False)
+    assert list(zip(df["crossbar.adc.bits"], df["crossbar.dac.bits"])) == [(4, 2), (8, 6)]
+    with pytest.raises(xbarsim.ConfigError, match="equal length"):
+        xbarsim.run({**cfg, "sweep": {"crossbar.adc.bits": [4, 8], "crossbar.dac.bits": [2]}})

@@ -34,11 +34,16 @@ def format_table(df, columns: list[str] | None = None) -> str:
 def _cmd_run(args) -> int:
     from .sweep import run
 
-    df = run(args.config, out=args.out, progress=not args.quiet)
+    df = run(args.config, out=args.out, progress=not args.quiet, workers=args.workers, scheduler=args.scheduler)
     print(format_table(df))
     if args.out:
         print(f"\nwrote {len(df)} rows to {args.out}", file=sys.stderr)
     return 0
+
+
+def _executor_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-j", "--workers", type=int, default=1, help="local worker processes for sweep points (default 1)")
+    p.add_argument("--scheduler", default=None, help="dask.distributed scheduler address, e.g. tcp://host:8786")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,12 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("config", nargs="?", type=Path, default=None, help="YAML config (default: the built-in quickstart)")
     r.add_argument("-o", "--out", type=Path, default=None, help="write the table to FILE.csv or FILE.parquet")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _executor_args(r)
     r.set_defaults(func=_cmd_run)
 
     s = sub.add_parser("sweep", help="run a config's sweep, writing each point to --out as it finishes (resumable)")
     s.add_argument("config", type=Path)
     s.add_argument("-o", "--out", type=Path, required=True, help="FILE.csv or FILE.parquet")
     s.add_argument("-q", "--quiet", action="store_true")
+    _executor_args(s)
     s.set_defaults(func=_cmd_run)
     return p
 

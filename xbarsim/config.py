@@ -137,6 +137,7 @@ class Config(_Section):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     sweep: dict[str, list[Any]] = Field(default_factory=dict)
+    sweep_mode: Literal["grid", "zip"] = Field("grid", description="grid: every combination; zip: i-th values together")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -191,6 +192,12 @@ def validate_config(data: dict | Config, check_sweep: bool = True) -> Config:
         raise ConfigError(_format_errors(err)) from None
     _check_device(cfg)
     if check_sweep:
+        lengths = {len(v) for v in cfg.sweep.values()}
+        if cfg.sweep_mode == "zip" and len(lengths) > 1:
+            raise ConfigError(
+                "sweep: sweep_mode 'zip' needs lists of equal length; got "
+                + ", ".join(f"{k}: {len(v)}" for k, v in cfg.sweep.items())
+            )
         for key, values in cfg.sweep.items():
             if not values:
                 raise ConfigError(f"sweep.{key}: got an empty list; give at least one value")
