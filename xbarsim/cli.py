@@ -41,6 +41,16 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def _cmd_plot(args) -> int:
+    from .plot import plot_table
+    from .results import read_table
+
+    out = args.out or args.table.with_suffix(".png")
+    plot_table(read_table(args.table), x=args.x, metrics=tuple(args.metric), out=out)
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
 def _executor_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-j", "--workers", type=int, default=1, help="local worker processes for sweep points (default 1)")
     p.add_argument("--scheduler", default=None, help="dask.distributed scheduler address, e.g. tcp://host:8786")
@@ -63,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-q", "--quiet", action="store_true")
     _executor_args(s)
     s.set_defaults(func=_cmd_run)
+
+    pl = sub.add_parser("plot", help="plot a results table (accuracy and energy against a swept key)")
+    pl.add_argument("table", type=Path, help="FILE.csv or FILE.parquet written by run/sweep")
+    pl.add_argument("-x", default=None, help="column for the x axis (default: the first swept column)")
+    pl.add_argument("-m", "--metric", action="append", default=None, help="metric column (repeatable)")
+    pl.add_argument("-o", "--out", type=Path, default=None, help="image file (default: TABLE.png)")
+    pl.set_defaults(func=_cmd_plot)
     return p
 
 
@@ -70,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     from .config import ConfigError
 
     args = build_parser().parse_args(argv)
+    if getattr(args, "metric", "absent") is None:
+        args.metric = ["accuracy_hw", "energy_per_inference_J"]
     try:
         return args.func(args)
     except (ConfigError, FileNotFoundError, ValueError) as exc:
