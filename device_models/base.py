@@ -137,10 +137,9 @@ def sample_stuck(shape, generator: torch.Generator, p_stuck_off: float, p_stuck_
     with probability ``p_stuck_on``, independently of every other cell.
     """
     u = rand(shape, generator, torch.float64)
-    stuck = torch.zeros(tuple(shape), dtype=torch.uint8, device=generator.device)
-    stuck[u < p_stuck_off] = STUCK_OFF
-    stuck[(u >= p_stuck_off) & (u < p_stuck_off + p_stuck_on)] = STUCK_ON
-    return stuck
+    off = u < p_stuck_off
+    on = (u < p_stuck_off + p_stuck_on) & ~off
+    return off.to(torch.uint8) * STUCK_OFF + on.to(torch.uint8) * STUCK_ON
 
 
 def apply_stuck(g: Tensor, state: DeviceState, g_off: Tensor | float, g_on: Tensor | float) -> Tensor:

@@ -226,8 +226,11 @@ class MTJ(Device):
 
     def is_parallel(self, state: DeviceState) -> Tensor:
         """Boolean mask of cells in the P (high-conductance) state."""
-        g_p = self._g_p(state)
-        return state.g * (2.0 + self.tmr) > g_p * 2.0  # g > (G_P + G_AP)/2
+        return self._above_mid(state.g, self._g_p(state))
+
+    def _above_mid(self, g: Tensor, g_p: Tensor) -> Tensor:
+        """``g > (G_P + G_AP)/2 = G_P·(2 + TMR)/(2·(1 + TMR))``."""
+        return g * (2.0 * (1.0 + self.tmr)) > g_p * (2.0 + self.tmr)
 
     def _with_bits(self, state: DeviceState, parallel: Tensor) -> DeviceState:
         g_p = self._g_p(state)
@@ -238,7 +241,7 @@ class MTJ(Device):
         """Write-verify for inference: each cell goes to the nearer of its own G_AP/G_P."""
         g_p = self._g_p(state)
         g_t = g_target.to(dtype=state.g.dtype, device=state.g.device)
-        return self._with_bits(state, g_t * (2.0 + self.tmr) >= g_p * 2.0)
+        return self._with_bits(state, self._above_mid(g_t, g_p))
 
     def read(self, state: DeviceState, t: float, generator: torch.Generator) -> Tensor:
         """Conductance [S] at the read bias ``v_read``, ``t`` s after programming.

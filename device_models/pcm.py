@@ -28,6 +28,11 @@ __all__ = ["PCM"]
 _G_T_FLOOR = 1.0e-7  # aihwkit _ZERO_CLIP: g_T is clipped here before ln(g_T)
 
 
+def _t(x) -> Tensor:
+    """Tensors pass through; Python numbers become float64 tensors (not torch's float32 default)."""
+    return x if torch.is_tensor(x) else torch.as_tensor(x, dtype=torch.float64)
+
+
 def _as_pair(name, value) -> tuple:
     try:
         vals = tuple(float(v) for v in value)
@@ -166,15 +171,15 @@ class PCM(Device):
     # -- model pieces (public so tests and users can evaluate the closed forms) --------------
     def sigma_prog(self, g_target) -> Tensor:
         """Programming-noise σ [S] at target conductance ``g_target`` [S] (before ``prog_noise_scale``)."""
-        g_t = torch.as_tensor(g_target) / self.g_max
-        sig = torch.zeros_like(g_t, dtype=torch.float64 if not g_t.is_floating_point() else g_t.dtype)
+        g_t = _t(g_target) / self.g_max
+        sig = torch.zeros_like(g_t)
         for i, c in enumerate(self.prog_coeff):
             sig = sig + c * g_t**i
         return sig * 1.0e-6 * (self.g_max / self.prog_coeff_g_max_ref)
 
     def drift_mu_sigma(self, g_target) -> tuple[Tensor, Tensor]:
         """``(μ_ν, σ_ν)`` of the drift exponent at target ``g_target`` [S] (before ``drift_scale``)."""
-        g_t = (torch.as_tensor(g_target) / self.g_max).abs().clamp(min=_G_T_FLOOR)
+        g_t = (_t(g_target) / self.g_max).abs().clamp(min=_G_T_FLOOR)
         ln = torch.log(g_t)
         mu = (self.drift_mu_coeff[0] * ln + self.drift_mu_coeff[1]).clamp(*self.drift_mu_clip)
         sig = (self.drift_sigma_coeff[0] * ln + self.drift_sigma_coeff[1]).clamp(*self.drift_sigma_clip)
@@ -182,7 +187,7 @@ class PCM(Device):
 
     def read_noise_sigma_rel(self, g_prog, t: float) -> Tensor:
         """Relative σ of the accumulated 1/f noise at ``t`` s after programming (``σ_nG/G_drift``)."""
-        g_rel = (torch.as_tensor(g_prog) / self.g_max).abs()
+        g_rel = (_t(g_prog) / self.g_max).abs()
         q = (self.read_noise_q_coeff / (g_rel**self.read_noise_q_exp).clamp(min=1e-3)).clamp(max=self.read_noise_q_max)
         tt = float(t) + self.t0_s
         return q * math.sqrt(math.log((tt + self.t_read_s) / (2.0 * self.t_read_s)))
