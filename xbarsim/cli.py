@@ -51,6 +51,22 @@ def _cmd_plot(args) -> int:
     return 0
 
 
+def _cmd_devices(args) -> int:
+    """Every shipped device preset with its parameters, units and sources (DESIGN §4)."""
+    from device_models import list_presets, preset_info, preset_table
+
+    names = args.names or list_presets()
+    for k, name in enumerate(names):
+        info = preset_info(name)  # raises DeviceParameterError (a ValueError) naming the allowed presets
+        rows = preset_table(name)
+        print(("\n" if k else "") + f"{name}  (model: {info['model']})  {info.get('title', '')}".rstrip())
+        cells = [(r["parameter"], str(r["value"]), str(r["unit"]), r["source"]) for r in rows]
+        widths = [max(len(c[i]) for c in cells + [("parameter", "value", "unit", "source")]) for i in range(3)]
+        for c in [("parameter", "value", "unit", "source")] + cells:
+            print(f"  {c[0]:<{widths[0]}}  {c[1]:<{widths[1]}}  {c[2]:<{widths[2]}}  {c[3]}")
+    return 0
+
+
 def _executor_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-j", "--workers", type=int, default=1, help="local worker processes for sweep points (default 1)")
     p.add_argument("--scheduler", default=None, help="dask.distributed scheduler address, e.g. tcp://host:8786")
@@ -80,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("-m", "--metric", action="append", default=None, help="metric column (repeatable)")
     pl.add_argument("-o", "--out", type=Path, default=None, help="image file (default: TABLE.png)")
     pl.set_defaults(func=_cmd_plot)
+
+    d = sub.add_parser("devices", help="list the device presets with parameters, units and sources")
+    d.add_argument("names", nargs="*", help="preset names (default: all)")
+    d.set_defaults(func=_cmd_devices)
     return p
 
 
