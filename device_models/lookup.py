@@ -21,7 +21,7 @@ from .base import (
     randn,
     sample_stuck,
 )
-from .rram import work_dtype
+from .rram import state_work_dtype
 
 __all__ = ["LookupDevice", "read_curve_csv"]
 
@@ -232,7 +232,7 @@ class LookupDevice(Device):
     def pulse(self, state: DeviceState, n_pulses: Tensor, generator: torch.Generator):
         """Signed pulse counts along the measured branches; returns ``(state, energy_J)`` (total, 0-d)."""
         g0 = state.g
-        wd = work_dtype(g0.device)
+        wd = state_work_dtype(g0)
         n = torch.as_tensor(n_pulses, device=g0.device).to(wd).round().expand(g0.shape)
         m = n.abs()
         g = g0.to(wd)

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from .base import Device, DeviceState, apply_stuck, check_range, quantize_levels, randn, sample_stuck
-from .rram import work_dtype
+from .rram import state_work_dtype
 
 __all__ = ["PCM"]
 
@@ -242,7 +242,7 @@ class PCM(Device):
         ``e_set·Σ n⁺ + e_reset·Σ |n⁻|``.
         """
         g0 = state.g
-        wd = work_dtype(g0.device)
+        wd = state_work_dtype(g0)
         n = torch.as_tensor(n_pulses, device=g0.device).to(wd).round().expand(g0.shape)
         s = self.g_max / self.pulse_g_max_ref
         g = g0.to(wd)

@@ -30,12 +30,22 @@ from .base import (
 )
 from .nonlinearity import NL_MAX, nl_to_a, nl_to_a_tensor
 
-__all__ = ["RRAM", "work_dtype"]
+__all__ = ["RRAM", "work_dtype", "state_work_dtype"]
 
 
 def work_dtype(device: torch.device) -> torch.dtype:
-    """float64 for intermediate pulse/probability arithmetic, except where the backend lacks it (MPS)."""
+    """float64 for probabilities and uniform draws compared with them (float32 uniforms have a
+    2^-24 floor, too coarse for read-disturb rates ~1e-13), except where the backend lacks it (MPS)."""
     return torch.float32 if torch.device(device).type == "mps" else torch.float64
+
+
+def state_work_dtype(g: Tensor) -> torch.dtype:
+    """Arithmetic precision of conductance updates: the state's own (at least float32).
+
+    The update formulas are written in cancellation-free form (``expm1``, ``G∞ − G`` products), so
+    float32 states lose nothing material and float64 states stay exact to round-off.
+    """
+    return torch.promote_types(g.dtype, torch.float32)
 
 
 def _geom_sum_ratio(m: Tensor, a: Tensor) -> Tensor:
@@ -241,7 +251,7 @@ class RRAM(Device):
         (0-d tensor), ``Σ_cells Σ_pulses G·V_w²·T_w``.
         """
         g0 = state.g
-        wd = work_dtype(g0.device)
+        wd = state_work_dtype(g0)
         n = torch.as_tensor(n_pulses, device=g0.device).to(wd).round().expand(g0.shape)
         g = g0.to(wd)
         gmin, gmax = self.window(state)
@@ -249,48 +259,50 @@ class RRAM(Device):
         gmax = gmax.to(wd) if torch.is_tensor(gmax) else gmax
         rng = gmax - gmin
         m = n.abs()
-        a_p = state.d2d["a_ltp"].to(wd) if "a_ltp" in state.d2d else torch.tensor(self._a_ltp, dtype=wd, device=g.device)
-        a_d = state.d2d["a_ltd"].to(wd) if "a_ltd" in state.d2d else torch.tensor(self._a_ltd, dtype=wd, device=g.device)
-        big_a_p = a_p * self.levels_ltp
-        big_a_d = a_d * self.levels_ltd
-        b_p = rng / -torch.expm1(-self.levels_ltp / big_a_p)
-        b_d = rng / -torch.expm1(-self.levels_ltd / big_a_d)
-        g_inf_p = gmin + b_p  # LTP asymptote (above G_max)
-        g_inf_d = gmax - b_d  # LTD asymptote (below G_min)
+        pos = n > 0
 
-        # deterministic update along the curves
-        up = (g_inf_p - g) * -torch.expm1(-m / big_a_p)
-        down = (g - g_inf_d) * -torch.expm1(-m / big_a_d)
-        g_new = torch.where(n > 0, g + up, torch.where(n < 0, g - down, g))
+        # per-cell curvature A [pulses] and asymptote G∞ of the branch each cell moves on:
+        # LTP: G∞p = G_min + B_p (above G_max); LTD: G∞d = G_max − B_d (below G_min)
+        def branch(key: str, a_nominal: float, p_max: int):
+            if key in state.d2d:
+                big_a = state.d2d[key].to(wd) * p_max
+                return big_a, rng / -torch.expm1(-p_max / big_a)
+            big_a = a_nominal * p_max
+            return big_a, rng / -math.expm1(-p_max / big_a)
 
-        # write energy on the noise-free trajectory: Σ_{k<m} min(G_k, G_max) (LTP), max(G_k, G_min) (LTD)
-        t_w = self.t_write_s
+        a_p, b_p = branch("a_ltp", self._a_ltp, self.levels_ltp)
+        a_d, b_d = branch("a_ltd", self._a_ltd, self.levels_ltd)
+        def as_t(x):
+            return torch.as_tensor(x, dtype=wd, device=g.device)
+
+        big_a = torch.where(pos, as_t(a_p), as_t(a_d))
+        g_inf = torch.where(pos, as_t(gmin + b_p), as_t(gmax - b_d))
+        bound = torch.where(pos, as_t(gmax), as_t(gmin))
+
+        # deterministic update along the curve (both branches): G ← G + (G∞ − G)·(1 − e^(−m/A))
+        gap = g_inf - g
+        g_new = g + gap * -torch.expm1(-m / big_a)
+
+        # write energy on the noise-free trajectory, G_k = G∞ − (G∞ − G)·r^k (r = e^(−1/A)) until the
+        # curve crosses the window bound after k* pulses, then the bound: Σ_{k<m} G_k in closed form
         with torch.no_grad():
-            # pulses whose starting G is still inside the window (the rest sit at the bound)
-            k_up = torch.ceil(big_a_p * torch.log((g_inf_p - g) / (g_inf_p - gmax).clamp(min=1e-300))).clamp(min=0)
-            k_up = torch.minimum(k_up, m)
-            s_up = k_up * g_inf_p - (g_inf_p - g) * _geom_sum_ratio(k_up, big_a_p) + (m - k_up) * gmax
-            k_dn = torch.ceil(big_a_d * torch.log((g - g_inf_d) / (gmin - g_inf_d).clamp(min=1e-300))).clamp(min=0)
-            k_dn = torch.minimum(k_dn, m)
-            s_dn = k_dn * g_inf_d + (g - g_inf_d) * _geom_sum_ratio(k_dn, big_a_d) + (m - k_dn) * gmin
+            k_in = torch.ceil(big_a * torch.log(gap / (g_inf - bound))).clamp(min=0)
+            k_in = torch.minimum(k_in, m)
+            s_g = k_in * g_inf - gap * _geom_sum_ratio(k_in, big_a) + (m - k_in) * bound
             stuck = state.d2d.get("stuck")
             if stuck is not None:
                 # a stuck cell takes every pulse at its (unchanging) stuck conductance
-                s_up = torch.where(stuck != 0, m * g, s_up)
-                s_dn = torch.where(stuck != 0, m * g, s_dn)
-            e_cell = torch.where(
-                n > 0,
-                s_up * (self.v_write_ltp**2 * t_w),
-                torch.where(n < 0, s_dn * (self.v_write_ltd**2 * t_w), torch.zeros_like(g)),
-            )
+                s_g = torch.where(stuck != 0, m * g, s_g)
+            v2 = torch.where(pos, as_t(self.v_write_ltp**2), as_t(self.v_write_ltd**2))
+            energy = (s_g * v2).sum() * self.t_write_s
 
         # cycle-to-cycle noise on pulsed cells
         if self.sigma_c2c > 0:
             z = randn(g.shape, generator, g0.dtype).to(wd)
-            g_new = g_new + (m > 0) * z * (self.sigma_c2c * rng) * torch.sqrt(m)
+            g_new = g_new + z * (self.sigma_c2c * rng) * torch.sqrt(m)
         g_new = _clip(g_new, gmin, gmax).to(g0.dtype)
         g_new = apply_stuck(g_new, state, *self.window(state))
-        return state.replace(g=g_new), e_cell.sum().to(g0.dtype)
+        return state.replace(g=g_new), energy.to(g0.dtype)
 
 
 def _clip(g: Tensor, lo, hi) -> Tensor:
