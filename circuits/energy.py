@@ -1,29 +1,72 @@
-"""Energy and event ledger: joules and event counts per layer and component."""
+"""Energy, latency and event ledger per layer and component, plus SNN-paper op counts (DESIGN §5).
+
+Components
+----------
+``array``   read energy in the cells and wires, exact from the circuit solve (``t_read·vᵀYv``)
+``dac``     row drivers (amplitude DAC conversions or 1-bit drives; none for spikes)
+``adc``     column conversions (or 1-bit sense amplifiers)
+``digital`` shift-and-add over slices and input bits, partial-sum accumulation (Horowitz integer adds)
+``neuron``  column neuron updates (reserved: spiking networks)
+``write``   programming / learning pulses (reserved: from the device model when it reports energy)
+
+Latency is recorded per (layer, component) as the summed time of all the MVMs the layer ran;
+divided by the number of inferences it is the time one inference spends there (layers and the
+vectors of one layer in sequence, the arrays of a layer in parallel).
+
+Op counts (REFERENCES Part B §6): ``macs`` multiply-accumulates and ``acs`` accumulates the network
+executed, and ``macs_ann`` the MACs of the equivalent ANN; the op-count energies use
+``E_MAC = 4.6 pJ`` and ``E_AC = 0.9 pJ`` (fp32, 45 nm, Horowitz ISSCC 2014) by default.
+"""
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 
-__all__ = ["EnergyLedger"]
+from .constants import OPCOUNT_E_AC_J, OPCOUNT_E_MAC_J
+
+__all__ = ["COMPONENTS", "EnergyLedger"]
+
+#: components every report lists (zero when unused), in this order
+COMPONENTS = ("array", "dac", "adc", "digital", "neuron", "write")
 
 
 class EnergyLedger:
-    """Accumulates energy [J] and event counts keyed by ``(layer, component)``.
+    """Accumulates energy [J], event counts and latency [s] keyed by ``(layer, component)``.
 
-    Components used by the circuits layer: ``array`` (read energy in the cells and
-    wires, exact from the circuit solve), ``dac`` (row drivers), ``adc`` (column
-    conversions). ``n_inferences`` counts the samples the energy was spent on, so
-    :meth:`per_inference` reports joules per inference.
+    ``n_inferences`` counts the samples the energy was spent on, so :meth:`per_inference`,
+    :meth:`latency_s` and :meth:`records` report per inference.
     """
 
     def __init__(self):
         self._energy: dict[tuple[str, str], float] = defaultdict(float)
         self._events: dict[tuple[str, str], float] = defaultdict(float)
+        self._latency: dict[tuple[str, str], float] = defaultdict(float)
+        self._ops: dict[str, dict[str, float]] = {}
+        self.spiking = False
         self.n_inferences = 0
 
-    def add(self, layer: str, component: str, energy_J: float, events: float = 0.0) -> None:
-        self._energy[(layer, component)] += float(energy_J)
-        self._events[(layer, component)] += float(events)
+    # -- recording --------------------------------------------------------------------------
+    def add(self, layer: str, component: str, energy_J: float, events: float = 0.0, latency_s: float = 0.0) -> None:
+        """Add ``energy_J`` joules, ``events`` events and ``latency_s`` seconds (all totals) to ``(layer, component)``."""
+        key = (layer, component)
+        self._energy[key] += float(energy_J)
+        self._events[key] += float(events)
+        self._latency[key] += float(latency_s)
+
+    def add_ops(self, layer: str, macs: float = 0.0, acs: float | None = None, macs_ann: float | None = None) -> None:
+        """Record op counts (totals over the batch) for ``layer``.
+
+        ``macs``: multiply-accumulates executed (ANN layers; SNN layers with analog inputs);
+        ``acs``: accumulates executed by spike-driven layers — giving it (even 0) marks the run as
+        spiking; ``macs_ann``: MACs of the equivalent ANN layer (default ``macs``).
+        """
+        ops = self._ops.setdefault(layer, {"macs": 0.0, "acs": 0.0, "macs_ann": 0.0})
+        ops["macs"] += float(macs)
+        ops["macs_ann"] += float(macs if macs_ann is None else macs_ann)
+        if acs is not None:
+            ops["acs"] += float(acs)
+            self.spiking = True
 
     def count_inferences(self, n: int) -> None:
         self.n_inferences += int(n)
@@ -31,10 +74,18 @@ class EnergyLedger:
     def reset(self) -> None:
         self._energy.clear()
         self._events.clear()
+        self._latency.clear()
+        self._ops.clear()
+        self.spiking = False
         self.n_inferences = 0
 
+    # -- totals -----------------------------------------------------------------------------
+    @property
+    def _n(self) -> int:
+        return max(self.n_inferences, 1)
+
     def total_J(self) -> float:
-        return float(sum(self._energy.values()))
+        return float(math.fsum(self._energy.values()))
 
     def by_component(self) -> dict[str, float]:
         out: dict[str, float] = defaultdict(float)
@@ -44,14 +95,34 @@ class EnergyLedger:
 
     def per_inference(self) -> dict[str, float]:
         """``{component: J per inference}`` plus ``"total"``."""
-        n = max(self.n_inferences, 1)
-        out = {c: e / n for c, e in self.by_component().items()}
-        out["total"] = self.total_J() / n
+        out = {c: e / self._n for c, e in self.by_component().items()}
+        out["total"] = self.total_J() / self._n
         return out
 
+    def latency_s(self) -> float:
+        """Latency of one inference [s]: every layer's MVMs in sequence."""
+        return float(math.fsum(self._latency.values())) / self._n
+
+    def ops_per_inference(self) -> dict[str, float]:
+        """``{"ops_mac", "ops_ac", "ops_mac_ann"}`` per inference."""
+        tot = {k: math.fsum(o[k] for o in self._ops.values()) for k in ("macs", "acs", "macs_ann")}
+        return {"ops_mac": tot["macs"] / self._n, "ops_ac": tot["acs"] / self._n, "ops_mac_ann": tot["macs_ann"] / self._n}
+
+    def opcount_energy(self, e_mac_J: float = OPCOUNT_E_MAC_J, e_ac_J: float = OPCOUNT_E_AC_J) -> dict[str, float]:
+        """Op-count energies per inference (the convention of SNN papers, REFERENCES Part B §6).
+
+        ``energy_opcount_ann_J = #MAC_ann·E_MAC``; ``energy_opcount_snn_J = #MAC·E_MAC + #AC·E_AC``
+        for a spiking run (NaN otherwise: nothing spiking was run).
+        """
+        ops = self.ops_per_inference()
+        snn = ops["ops_mac"] * e_mac_J + ops["ops_ac"] * e_ac_J if self.spiking else math.nan
+        return {"energy_opcount_ann_J": ops["ops_mac_ann"] * e_mac_J, "energy_opcount_snn_J": snn}
+
+    # -- tables -----------------------------------------------------------------------------
     def records(self) -> list[dict]:
-        """Tidy rows ``{layer, component, energy_J, events, energy_per_inference_J}``."""
-        n = max(self.n_inferences, 1)
+        """Tidy rows, one per (layer, component): ``layer, component, energy_J, events`` (totals) and
+        ``energy_per_inference_J, events_per_inference, latency_s`` (per inference)."""
+        n = self._n
         return [
             {
                 "layer": layer,
@@ -59,6 +130,20 @@ class EnergyLedger:
                 "energy_J": e,
                 "events": self._events[(layer, comp)],
                 "energy_per_inference_J": e / n,
+                "events_per_inference": self._events[(layer, comp)] / n,
+                "latency_s": self._latency[(layer, comp)] / n,
             }
             for (layer, comp), e in self._energy.items()
         ]
+
+    def op_records(self) -> list[dict]:
+        """Tidy rows of op counts per layer and inference: ``layer, ops_mac, ops_ac, ops_mac_ann``."""
+        n = self._n
+        return [{"layer": layer, "ops_mac": o["macs"] / n, "ops_ac": o["acs"] / n, "ops_mac_ann": o["macs_ann"] / n} for layer, o in self._ops.items()]
+
+    def breakdown(self):
+        """:meth:`records` as a ``pandas.DataFrame`` (layer × component)."""
+        import pandas as pd
+
+        cols = ["layer", "component", "energy_J", "events", "energy_per_inference_J", "events_per_inference", "latency_s"]
+        return pd.DataFrame(self.records(), columns=cols)

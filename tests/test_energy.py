@@ -40,3 +40,28 @@ def test_ledger_counts_and_components(gen):
     assert rec["array"]["energy_J"] == pytest.approx(e_array, rel=1e-12)
     per = ledger.per_inference()
     assert per["total"] == pytest.approx(sum(v for k, v in per.items() if k != "total"), rel=1e-12)
+
+
+def test_ledger_latency_ops_and_opcount_energy():
+    """Totals over a batch of 4 → per inference; op-count energy = #MAC·4.6 pJ (+ #AC·0.9 pJ when spiking)."""
+    import math
+
+    led = EnergyLedger()
+    led.count_inferences(4)
+    led.add("l1", "array", 4e-12, events=4, latency_s=40e-9)
+    led.add("l1", "adc", 8e-12, events=8, latency_s=20e-9)
+    led.add("l2", "neuron", 2e-12)
+    led.add_ops("l1", macs=4 * 300)
+    assert led.latency_s() == pytest.approx(15e-9)
+    assert led.ops_per_inference()["ops_mac"] == 300
+    e = led.opcount_energy()
+    assert e["energy_opcount_ann_J"] == pytest.approx(300 * 4.6e-12) and math.isnan(e["energy_opcount_snn_J"])
+    led.add_ops("l2", macs=0, acs=4 * 50, macs_ann=4 * 100)  # a spike-driven layer: 50 ACs, 100 MACs as an ANN
+    e = led.opcount_energy()
+    assert e["energy_opcount_ann_J"] == pytest.approx(400 * 4.6e-12)
+    assert e["energy_opcount_snn_J"] == pytest.approx(300 * 4.6e-12 + 50 * 0.9e-12)
+    df = led.breakdown()
+    assert list(df.columns) == ["layer", "component", "energy_J", "events", "energy_per_inference_J", "events_per_inference", "latency_s"]
+    assert df.energy_per_inference_J.sum() == pytest.approx(led.per_inference()["total"], rel=1e-12)
+    assert df.latency_s.sum() == pytest.approx(led.latency_s(), rel=1e-12)
+    assert led.op_records()[1] == {"layer": "l2", "ops_mac": 0.0, "ops_ac": 50.0, "ops_mac_ann": 100.0}

@@ -34,10 +34,18 @@ def format_table(df, columns: list[str] | None = None) -> str:
 def _cmd_run(args) -> int:
     from .sweep import run
 
-    df = run(args.config, out=args.out, progress=not args.quiet, workers=args.workers, scheduler=args.scheduler)
+    breakdown = getattr(args, "breakdown", None)
+    if breakdown is not None:
+        if breakdown.suffix.lower() not in (".csv", ".parquet"):
+            raise ValueError(f"--breakdown: got {str(breakdown)!r}; the file name must end in .csv or .parquet")
+        if breakdown.exists() and not (args.out and args.out.exists()):
+            breakdown.unlink()  # a fresh run (nothing to resume): the breakdown starts afresh too
+    df = run(args.config, out=args.out, progress=not args.quiet, workers=args.workers, scheduler=args.scheduler, breakdown=breakdown)
     print(format_table(df))
     if args.out:
         print(f"\nwrote {len(df)} rows to {args.out}", file=sys.stderr)
+    if breakdown is not None:
+        print(f"wrote the energy/latency breakdown to {breakdown}", file=sys.stderr)
     return 0
 
 
@@ -80,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("config", nargs="?", type=Path, default=None, help="YAML config (default: the built-in quickstart)")
     r.add_argument("-o", "--out", type=Path, default=None, help="write the table to FILE.csv or FILE.parquet")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    r.add_argument(
+        "--breakdown", type=Path, default=None, metavar="FILE",
+        help="write the energy/latency breakdown (layer × component, per inference) to FILE.csv or FILE.parquet",
+    )
     _executor_args(r)
     r.set_defaults(func=_cmd_run)
 

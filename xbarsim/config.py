@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 __all__ = [
     "Config",
@@ -63,18 +63,68 @@ class ModelConfig(_Section):
 
 
 class DACConfig(_Section):
-    bits: int | None = Field(8, ge=1, le=16)
-    x_max: float | None = Field(None, gt=0)
-    e_1bit_J: float = Field(0.39e-12, ge=0)
+    bits: int | None = Field(8, ge=1, le=16, description="amplitude DAC resolution, or input bits for bit_serial (null: ideal)")
+    x_max: float | None = Field(None, gt=0, description="input full scale (default: calibrated, the largest |x|)")
+    e_1bit_J: float = Field(0.39e-12, ge=0, description="energy per 1-bit row drive [J] (ISAAC DAC budget)")
+
+
+#: technology nodes of the NeuroSim SAR fit (circuits.constants)
+_SAR_NODES = {
+    "lstp": (130, 90, 65, 45, 32, 22, 14, 10, 7, 5, 3, 2, 1),
+    "hp": (130, 90, 65, 45, 32, 22, 14, 10, 7),
+}
 
 
 class ADCConfig(_Section):
-    bits: int | None = Field(8, ge=1, le=16)
+    bits: int | None = Field(8, ge=1, le=16, description="resolution (null: lossless)")
     range: Literal["calibrate", "max", "fixed"] = "calibrate"
     percentile: float = Field(99.99, gt=0, le=100)
     i_range: float | None = Field(None, gt=0, description="full-scale current [A] for range: fixed")
+    cols_per_adc: int = Field(8, ge=1, description="column outputs multiplexed onto one ADC (NeuroSim numColMuxed = 8)")
+    gain_sigma: float = Field(0.0, ge=0, description="static per-ADC gain error, relative σ")
+    offset_sigma_lsb: float = Field(0.0, ge=0, validate_default=True, description="static per-ADC offset σ [LSB]")
+    noise_sigma_lsb: float = Field(0.0, ge=0, validate_default=True, description="per-conversion noise σ [LSB]")
+    energy_model: Literal["survey", "neurosim_sar", "sense_amp", "fixed"] = Field(
+        "survey", validate_default=True, description="survey: max(e_floor_J, fom_J_per_step·2^bits); neurosim_sar: by tech_node_nm; "
+        "sense_amp: 1-bit SA; fixed: e_conv_J"
+    )
     fom_J_per_step: float = Field(30e-15, ge=0)
     e_floor_J: float = Field(1e-12, ge=0)
+    roadmap: Literal["lstp", "hp"] = Field("lstp", description="neurosim_sar: ITRS roadmap of the fit")
+    tech_node_nm: int = Field(32, validate_default=True, description="neurosim_sar: technology node [nm]")
+    e_conv_J: float | None = Field(None, ge=0, validate_default=True, description="energy per conversion [J] (fixed; sense_amp override)")
+    t_conv_s: float | None = Field(None, ge=0, description="conversion time [s] (default: (bits+1)·1 ns, NeuroSim SAR)")
+
+    @field_validator("offset_sigma_lsb", "noise_sigma_lsb")
+    @classmethod
+    def _lsb_needs_bits(cls, v, info: ValidationInfo):
+        if v > 0 and info.data.get("bits", 8) is None:
+            raise ValueError("an error in LSB needs a resolution; crossbar.adc.bits is null (lossless)")
+        return v
+
+    @field_validator("energy_model")
+    @classmethod
+    def _sense_amp_one_bit(cls, v, info: ValidationInfo):
+        bits = info.data.get("bits", 1)
+        if v == "sense_amp" and bits not in (1, None):
+            raise ValueError(f"a sense amplifier is a 1-bit converter: needs crossbar.adc.bits = 1 (got {bits})")
+        return v
+
+    @field_validator("tech_node_nm")
+    @classmethod
+    def _node(cls, v, info: ValidationInfo):
+        roadmap = info.data.get("roadmap", "lstp")
+        allowed = _SAR_NODES.get(roadmap, _SAR_NODES["lstp"])
+        if v not in allowed:
+            raise ValueError(f"allowed for roadmap {roadmap!r}: {', '.join(map(str, allowed))}")
+        return v
+
+    @field_validator("e_conv_J")
+    @classmethod
+    def _fixed_needs_energy(cls, v, info: ValidationInfo):
+        if v is None and info.data.get("energy_model") == "fixed":
+            raise ValueError("energy_model 'fixed' needs the energy per conversion [J] (a number ≥ 0)")
+        return v
 
 
 class CrossbarConfig(_Section):
@@ -90,10 +140,32 @@ class CrossbarConfig(_Section):
     t_read_s: float | None = Field(None, gt=0, description="read pulse width [s] (default: the device's)")
     dac: DACConfig = Field(default_factory=DACConfig)
     adc: ADCConfig = Field(default_factory=ADCConfig)
+    input_mode: Literal["amplitude", "bit_serial", "spikes"] = Field(
+        "amplitude", description="amplitude DAC (one read), bit_serial (one read per dac.bits), spikes (binary, no DAC)"
+    )
+
+    @field_validator("input_mode")
+    @classmethod
+    def _bit_serial_needs_bits(cls, v, info: ValidationInfo):
+        dac = info.data.get("dac")
+        if v == "bit_serial" and dac is not None and dac.bits is None:
+            raise ValueError("bit-serial inputs need crossbar.dac.bits (the number of input bits), got null")
+        return v
 
 
 class MappingConfig(_Section):
-    scheme: Literal["differential"] = "differential"
+    scheme: Literal["differential", "offset"] = Field(
+        "differential", description="differential: G+ − G− column pairs; offset: one column per output + reference column"
+    )
+    weight_bits: int | None = Field(None, ge=2, le=16, description="quantise weights to signed integers of this width (null: continuous)")
+    bits_per_cell: int | None = Field(None, ge=1, le=8, description="bit slicing: bits stored per cell (null: one cell per weight)")
+
+    @field_validator("bits_per_cell")
+    @classmethod
+    def _slicing_needs_weight_bits(cls, v, info: ValidationInfo):
+        if v is not None and info.data.get("weight_bits", 8) is None:
+            raise ValueError("bit slicing needs mapping.weight_bits (got null)")
+        return v
 
 
 class AlgorithmConfig(_Section):
@@ -178,6 +250,17 @@ def _check_device(cfg: Config) -> None:
         raise ConfigError(f"device.{exc}" if not str(exc).startswith("device") else str(exc)) from None
 
 
+def _check_layout(cfg: Config) -> None:
+    """The mapping must fit the array: ``mapping.*`` × ``crossbar.cols`` checked at load time."""
+    from circuits import CrossbarSpec
+
+    m = cfg.mapping
+    try:
+        CrossbarSpec(rows=cfg.crossbar.rows, cols=cfg.crossbar.cols, scheme=m.scheme, weight_bits=m.weight_bits, bits_per_cell=m.bits_per_cell)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def validate_config(data: dict | Config, check_sweep: bool = True) -> Config:
     """Validate a plain dict (as read from YAML) into a :class:`Config`, raising :class:`ConfigError`."""
     if isinstance(data, Config):
@@ -191,6 +274,7 @@ def validate_config(data: dict | Config, check_sweep: bool = True) -> Config:
     except ValidationError as err:
         raise ConfigError(_format_errors(err)) from None
     _check_device(cfg)
+    _check_layout(cfg)
     if check_sweep:
         lengths = {len(v) for v in cfg.sweep.values()}
         if cfg.sweep_mode == "zip" and len(lengths) > 1:

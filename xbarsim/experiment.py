@@ -13,7 +13,7 @@ from functools import lru_cache
 import torch
 
 from algorithms import CrossbarNetwork, accuracy
-from circuits import ADC, DAC, CrossbarSpec, EnergyLedger
+from circuits import ADC, COMPONENTS, DAC, CrossbarSpec, EnergyLedger
 from device_models import Device, make_device
 
 from .config import Config
@@ -23,7 +23,7 @@ from .models import get_trained_model
 __all__ = ["build_device", "device_label", "run_point", "build_network", "prepare"]
 
 #: energy components always reported (so tables from different configs share columns)
-ENERGY_COMPONENTS = ("array", "dac", "adc")
+ENERGY_COMPONENTS = COMPONENTS
 
 
 def build_device(device_cfg: dict) -> Device:
@@ -75,8 +75,11 @@ def build_network(cfg: Config, model: torch.nn.Module, generator: torch.Generato
         solver=xb.solver,
         v_read=xb.v_read,
         t_read_s=xb.t_read_s,
+        scheme=cfg.mapping.scheme,
+        weight_bits=cfg.mapping.weight_bits,
+        bits_per_cell=cfg.mapping.bits_per_cell,
     )
-    dac = DAC(bits=xb.dac.bits, x_max=xb.dac.x_max, e_1bit_J=xb.dac.e_1bit_J)
+    dac = DAC(bits=xb.dac.bits, x_max=xb.dac.x_max, e_1bit_J=xb.dac.e_1bit_J, mode=xb.input_mode)
     adc = ADC(
         bits=xb.adc.bits,
         range_mode=xb.adc.range,
@@ -84,13 +87,42 @@ def build_network(cfg: Config, model: torch.nn.Module, generator: torch.Generato
         i_range=xb.adc.i_range,
         fom_J_per_step=xb.adc.fom_J_per_step,
         e_floor_J=xb.adc.e_floor_J,
+        energy_model=xb.adc.energy_model,
+        tech_node_nm=xb.adc.tech_node_nm,
+        roadmap=xb.adc.roadmap,
+        e_conv_J=xb.adc.e_conv_J,
+        t_conv_s=xb.adc.t_conv_s,
+        cols_per_adc=xb.adc.cols_per_adc,
+        gain_sigma=xb.adc.gain_sigma,
+        offset_sigma_lsb=xb.adc.offset_sigma_lsb,
+        noise_sigma_lsb=xb.adc.noise_sigma_lsb,
     )
     dtype = getattr(torch, cfg.runtime.dtype)
     return CrossbarNetwork(model, build_device(cfg.device), spec, dac, adc, generator=generator, dtype=dtype)
 
 
-def run_point(cfg: Config) -> list[dict]:
-    """Evaluate one configuration: one row per (evaluation time, drift-compensation setting)."""
+def ledger_columns(ledger: EnergyLedger) -> dict:
+    """Result-row metrics of one evaluation: energies per inference by component (summing to
+    ``energy_per_inference_J``), ``latency_s``, op counts and op-count energies (circuits.energy)."""
+    per_inf = ledger.per_inference()
+    row = {"energy_per_inference_J": per_inf.pop("total")}
+    for comp in ENERGY_COMPONENTS:
+        row[f"energy_{comp}_J"] = per_inf.pop(comp, 0.0)
+    for comp, e in sorted(per_inf.items()):
+        row[f"energy_{comp}_J"] = e
+    row["latency_s"] = ledger.latency_s()
+    ops = ledger.ops_per_inference()
+    row.update({"ops_mac": ops["ops_mac"], "ops_ac": ops["ops_ac"]})
+    row.update(ledger.opcount_energy())
+    return row
+
+
+def run_point(cfg: Config, breakdown: bool = False) -> list[dict]:
+    """Evaluate one configuration: one row per (evaluation time, drift-compensation setting).
+
+    With ``breakdown=True`` every row carries ``"_breakdown"``: the ledger's tidy records
+    (layer × component: energy, events and latency per inference) for that evaluation.
+    """
     t_start = time.perf_counter()
     data, model = prepare(cfg)
     n_test = cfg.eval.n_test or data.x_test.shape[0]
@@ -109,7 +141,6 @@ def run_point(cfg: Config) -> list[dict]:
             net.set_drift_compensation(dc)
             ledger = EnergyLedger()
             acc_hw = accuracy(lambda x, _l=ledger: net.forward(x, _l), x_test, y_test, cfg.eval.batch_size)
-            per_inf = ledger.per_inference()
             row = {
                 "name": cfg.name,
                 "seed": cfg.seed,
@@ -119,13 +150,11 @@ def run_point(cfg: Config) -> list[dict]:
                 "accuracy_sw": acc_sw,
                 "accuracy_hw": acc_hw,
                 "accuracy_drop": acc_sw - acc_hw,
-                "energy_per_inference_J": per_inf.pop("total"),
+                **ledger_columns(ledger),
             }
-            for comp in ENERGY_COMPONENTS:
-                row[f"energy_{comp}_J"] = per_inf.pop(comp, 0.0)
-            for comp, e in sorted(per_inf.items()):
-                row[f"energy_{comp}_J"] = e
             row.update({"n_arrays": net.n_arrays, "n_test": n_test})
+            if breakdown:
+                row["_breakdown"] = ledger.records()
             rows.append(row)
     wall = time.perf_counter() - t_start
     for row in rows:

@@ -61,8 +61,8 @@ def _worker_init() -> None:  # pragma: no cover - runs in worker processes
     torch.set_num_threads(1)
 
 
-def _run_point_data(data: dict) -> list[dict]:  # pragma: no cover - runs in worker processes
-    return run_point(validate_config(data, check_sweep=False))
+def _run_point_data(data: dict, breakdown: bool = False) -> list[dict]:  # pragma: no cover - runs in worker processes
+    return run_point(validate_config(data, check_sweep=False), breakdown=breakdown)
 
 
 def _executor(workers: int, scheduler: str | None) -> Executor | None:
@@ -86,12 +86,16 @@ def sweep(
     progress: bool = True,
     workers: int = 1,
     scheduler: str | None = None,
+    breakdown: str | Path | None = None,
 ) -> pd.DataFrame:
     """Run every point of the config's sweep; one row per point × evaluation time × compensation.
 
     With ``out`` (``.csv`` or ``.parquet``), each finished point is appended at once; points
     already in ``out`` (matched by :func:`point_id`) are skipped, so an interrupted sweep
-    resumes. Rows come back in point order whatever the executor.
+    resumes. Rows come back in point order whatever the executor. With ``breakdown``
+    (``.csv``/``.parquet``), each point's energy/latency breakdown (layer × component, per
+    inference) is appended there too, one block per point and evaluation keyed by
+    ``point_id``, ``t_s`` and ``drift_compensation``.
     """
     if workers < 1:
         raise ValueError(f"workers: got {workers!r}; must be ≥ 1")
@@ -107,8 +111,11 @@ def sweep(
     results: dict[int, list[dict]] = {}
 
     def finish(k: int, swept: dict, pid: str, rows: list[dict]) -> None:
-        tidy = []
+        tidy, blocks = [], []
         for row in rows:
+            for rec in row.pop("_breakdown", None) or []:
+                keys = {"point_id": pid, "seed": row.get("seed"), "t_s": row.get("t_s"), "drift_compensation": row.get("drift_compensation")}
+                blocks.append({**{key: _cell(v) for key, v in swept.items()}, **keys, **rec})
             for key, v in reversed(list(swept.items())):
                 row = {key: _cell(v), **row}
             row["point_id"] = pid
@@ -116,16 +123,18 @@ def sweep(
         results[k] = tidy
         if out is not None:
             append_rows(out, tidy)
+        if breakdown is not None and blocks:
+            append_rows(breakdown, blocks)
 
     bar = tqdm(total=len(todo), desc=cfg.name, disable=not progress or len(todo) < 2, leave=False)
     pool = _executor(workers, scheduler) if len(todo) > 1 else None
     try:
         if pool is None:
             for k, swept, pcfg, pid in todo:
-                finish(k, swept, pid, run_point(pcfg))
+                finish(k, swept, pid, run_point(pcfg, breakdown=True) if breakdown is not None else run_point(pcfg))
                 bar.update()
         else:
-            futures = {pool.submit(_run_point_data, pcfg.model_dump()): (k, swept, pid) for k, swept, pcfg, pid in todo}
+            futures = {pool.submit(_run_point_data, pcfg.model_dump(), breakdown is not None): (k, swept, pid) for k, swept, pcfg, pid in todo}
             for fut in as_completed(futures):
                 k, swept, pid = futures[fut]
                 finish(k, swept, pid, fut.result())
@@ -151,6 +160,7 @@ def run(
     progress: bool = True,
     workers: int = 1,
     scheduler: str | None = None,
+    breakdown: str | Path | None = None,
 ) -> pd.DataFrame:
-    """Run a config (its sweep if it has one) and return the results table."""
-    return sweep(config, out=out, progress=progress, workers=workers, scheduler=scheduler)
+    """Run a config (its sweep if it has one) and return the results table (``breakdown``: see :func:`sweep`)."""
+    return sweep(config, out=out, progress=progress, workers=workers, scheduler=scheduler, breakdown=breakdown)
