@@ -47,7 +47,10 @@ class IdealDevice(Device):
         return state.g
 
     def pulse(self, state: DeviceState, n_pulses: Tensor, generator: torch.Generator):
-        """Linear update: each pulse moves G by one level (or 1 % of the window when continuous)."""
+        """Linear update: each pulse moves G by one level (or 1 % of the window when continuous).
+
+        An idealised cell has no write cost: ``energy_J`` is a 0-d zero.
+        """
         steps = (self.levels - 1) if self.levels else 100
         dg = (self.g_max - self.g_min) / steps
         g = (state.g + n_pulses.to(state.g.dtype) * dg).clamp(self.g_min, self.g_max)
