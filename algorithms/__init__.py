@@ -1,5 +1,5 @@
 """Algorithms: networks whose weight matrices live on crossbars (DESIGN §6)."""
 
-from .ann import CrossbarNetwork, UnsupportedLayerError, accuracy, flatten_layers
+from .ann import CrossbarNetwork, UnsupportedLayerError, accuracy, flatten_layers, fold_batchnorm
 
-__all__ = ["CrossbarNetwork", "UnsupportedLayerError", "accuracy", "flatten_layers"]
+__all__ = ["CrossbarNetwork", "UnsupportedLayerError", "accuracy", "flatten_layers", "fold_batchnorm"]

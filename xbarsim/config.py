@@ -44,8 +44,11 @@ class DatasetConfig(_Section):
 
 
 class ModelConfig(_Section):
-    arch: Literal["mlp"] = "mlp"
-    hidden: list[int] = Field(default_factory=lambda: [64])
+    arch: Literal["mlp", "cnn"] = Field("mlp", description="mlp: Flatten→[Linear→ReLU]*→Linear; cnn: LeNet-like (xbarsim.models)")
+    hidden: list[int] = Field(default_factory=lambda: [64], description="widths of the hidden fully connected layers")
+    channels: list[int] = Field(default_factory=lambda: [6, 16], description="cnn: output channels of the conv stages")
+    kernel_size: int | None = Field(None, ge=1, description="cnn: conv kernel (default: 3 below 16 px images, else 5)")
+    batchnorm: bool = Field(False, description="cnn: BatchNorm after every conv/hidden layer (folded on crossbars)")
     bias: bool = True
     epochs: int = Field(40, ge=0)
     lr: float = Field(1e-2, gt=0)
@@ -54,11 +57,11 @@ class ModelConfig(_Section):
     seed: int = 0
     path: str | None = Field(None, description="a pickled torch nn.Module to use instead of training")
 
-    @field_validator("hidden")
+    @field_validator("hidden", "channels")
     @classmethod
     def _positive(cls, v):
         if any(h < 1 for h in v):
-            raise ValueError("every hidden width must be ≥ 1")
+            raise ValueError("every width must be ≥ 1")
         return v
 
 
