@@ -74,3 +74,18 @@ def test_relative_paths_resolve_against_the_yaml_file(tmp_path):
     f = tmp_path / "sub" / "c.yaml"
     f.write_text("dataset: {name: mnist, path: ../data}\n")
     assert load_config(f).dataset.path == str((tmp_path / "data").resolve())
+
+
+def test_yaml_exponent_floats_and_device_csv_path(tmp_path):
+    (tmp_path / "cfg").mkdir()
+    f = tmp_path / "cfg" / "c.yaml"
+    f.write_text("device: {model: rram, g_max: 2e-5, g_min: 1E-6}\ncrossbar: {r_wire_row: 5e-1}\n")
+    cfg = load_config(f)
+    assert cfg.device["g_max"] == 2e-5 and cfg.device["g_min"] == 1e-6 and cfg.crossbar.r_wire_row == 0.5
+    import shutil
+
+    from conftest import ROOT
+
+    shutil.copy(ROOT / "examples" / "lookup_taox.csv", tmp_path / "curve.csv")
+    f.write_text("device: {model: lookup, csv: ../curve.csv}\n")
+    assert load_config(f).device["csv"] == str((tmp_path / "curve.csv").resolve())

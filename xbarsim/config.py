@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -302,6 +303,20 @@ def validate_config(data: dict | Config, check_sweep: bool = True) -> Config:
     return cfg
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-6``/``8e3`` as floats (YAML 1.2), not as strings."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d[\d_]*)?(?:\.\d*)?[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+#: (section, key) of file paths in a config; relative ones are resolved against the YAML file
+PATH_KEYS = (("dataset", "path"), ("model", "path"), ("device", "csv"))
+
+
 def load_config(source: str | Path | dict | Config | None = None) -> Config:
     """Read and validate a config from a YAML path, a dict, or ``None`` (the built-in quickstart)."""
     if source is None:
@@ -311,22 +326,23 @@ def load_config(source: str | Path | dict | Config | None = None) -> Config:
         if not path.exists():
             raise ConfigError(f"config file {str(path)!r} does not exist")
         try:
-            data = yaml.safe_load(path.read_text())
+            data = yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
-        cfg = validate_config(data)
-        return _resolve_paths(cfg, path.parent)
+        return validate_config(_resolve_paths(data, path.parent))
     return validate_config(source)
 
 
-def _resolve_paths(cfg: Config, base: Path) -> Config:
+def _resolve_paths(data: Any, base: Path) -> Any:
     """Paths in a YAML file are relative to that file, never to the working directory."""
-    for section, key in (("dataset", "path"), ("model", "path")):
-        sec = getattr(cfg, section)
-        val = getattr(sec, key)
-        if val and not Path(val).expanduser().is_absolute():
-            setattr(sec, key, str((base / val).resolve()))
-    return cfg
+    if not isinstance(data, dict):
+        return data
+    for section, key in PATH_KEYS:
+        sec = data.get(section)
+        val = sec.get(key) if isinstance(sec, dict) else None
+        if isinstance(val, str) and val and not Path(val).expanduser().is_absolute():
+            sec[key] = str((base / val).resolve())
+    return data
 
 
 def get_dotted(data: dict, key: str) -> Any:
