@@ -25,9 +25,11 @@ def format_table(df, columns: list[str] | None = None) -> str:
     """Terminal rendering: swept keys first, then the headline metrics, floats to 4 significant digits."""
     if columns is None:
         swept = [c for c in df.columns if "." in c or c in ("seed",)]
-        energy = [c for c in df.columns if c.startswith("energy_") and c != "energy_per_inference_J"]
+        energy = [  # components that are zero in every row (e.g. no learning pulses) stay in the file only
+            c for c in df.columns if c.startswith("energy_") and c != "energy_per_inference_J" and (df[c] != 0).any()
+        ]
         columns = [c for c in (*swept, *_SHOW, *energy) if c in df.columns]
-        columns = list(dict.fromkeys(columns))
+        columns = [c for c in dict.fromkeys(columns) if not df[c].isna().all()]  # e.g. SNN-only metrics of an ANN run
     return df[columns].to_string(index=False, float_format=lambda v: f"{v:.4g}")
 
 
