@@ -192,7 +192,7 @@ def crossbar_netlist(g, v, r_wire_row, r_wire_col, r_source, r_sense, r_access=0
     lines += [".control", "set numdgt=17", "op"]
     for s in range(0, N, 16):
         lines.append("print " + " ".join(f"i(vsense_{j})" for j in range(s, min(s + 16, N))))
-    lines += [".endc", ".end", ""]
+    lines += ["quit 0", ".endc", ".end", ""]
     return "\n".join(lines)
 
 

@@ -60,6 +60,7 @@ reduce ``|F|``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 
@@ -143,7 +144,8 @@ def _work_dtype(device: torch.device) -> torch.dtype:
 # ------------------------------------------------------------------------------------------------
 _LEAVES = (4, 3, 5, 2, 6, 7)
 _SUPER = 1024  # cells per super-block: levels below it run chunk by chunk
-_CHUNK_CELLS = 1 << 15  # cells per chunk of super-blocks  # preference order among equally padded sizes
+_CHUNK_CELLS = 1 << 15  # cells per chunk of super-blocks
+_BIG = 1024  # merges with at least this many ports use all torch threads; smaller ones one thread  # preference order among equally padded sizes
 
 
 def _plan(n: int) -> tuple[int, int]:
@@ -167,6 +169,22 @@ def _layout(h: int, w: int, crow: bool, ccol: bool) -> tuple[dict, int]:
         out[name] = (p, n)
         p += n
     return out, p
+
+
+@contextlib.contextmanager
+def _threads(n: int):
+    """Run torch CPU ops with ``n`` intra-op threads, then restore (DESIGN §5 pitfall: threading
+    the many small dense steps makes them far slower, and the busy-waiting is worst on a loaded machine)."""
+    old = torch.get_num_threads()
+    n = max(1, n)
+    if n == old:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def _gth(S: Tensor, sym: bool = True) -> Tensor:
@@ -286,13 +304,14 @@ def _merge_pairs(A: Tensor, B: Tensor, plan, r_wire: float) -> Tensor:
     return _gth(Snat[:, pt[:, None], pt], sym=False)
 
 
-def _merge(S: Tensor, direction: str, h: int, w: int, crow: bool, ccol: bool, r_wire: float):
+def _merge(S: Tensor, direction: str, h: int, w: int, crow: bool, ccol: bool, r_wire: float, nt: int = 1):
     """Merge neighbouring blocks of the grid ``S`` [X, nbi, nbj, p, p] along ``direction`` ('h' or 'v').
 
     The wire segments joining A's interface ports to B's are put in series with A's ports
     (:func:`_series`), after which those ports *are* B's, and the shared nodes are eliminated:
     ``S = K_EE − K_EI K_II⁻¹ K_IE`` with ``K_II = S'_A,II + S_B,II`` (Cholesky), then :func:`_gth`.
-    Pairs are processed in chunks of about 16 MB (large fresh allocations are slow).
+    Pairs are processed in chunks of about 16 MB (large fresh allocations are slow); ``nt`` torch
+    threads are used for merges with ≥ ``_BIG`` ports, one thread below.
     """
     plan = _merge_plan(direction, h, w, crow, ccol)
     nh, nw = plan[-2:]
@@ -304,10 +323,11 @@ def _merge(S: Tensor, direction: str, h: int, w: int, crow: bool, ccol: bool, r_
         P, unit, grid = S.reshape(-1, 2, nbj, p, p), nbj, (Xs, nbi // 2, nbj)
     out = S.new_empty(P.shape[0] * unit, pn, pn)
     per = max(1, (1 << 21) // (pn * pn * unit))
-    for u0 in range(0, P.shape[0], per):
-        u1 = min(u0 + per, P.shape[0])
-        A, B = P[u0:u1, 0].reshape(-1, p, p), P[u0:u1, 1].reshape(-1, p, p)
-        out[u0 * unit : u1 * unit] = _merge_pairs(A, B, plan, r_wire)
+    with _threads(nt if pn >= _BIG else 1):
+        for u0 in range(0, P.shape[0], per):
+            u1 = min(u0 + per, P.shape[0])
+            A, B = P[u0:u1, 0].reshape(-1, p, p), P[u0:u1, 1].reshape(-1, p, p)
+            out[u0 * unit : u1 * unit] = _merge_pairs(A, B, plan, r_wire)
     return out.reshape(*grid, pn, pn), nh, nw
 
 
@@ -325,7 +345,19 @@ def _series(See: Tensor, Sei: Tensor, Sii: Tensor, r: float, sym: bool = True):
     return 0.5 * (See + See.mT), Xe.mT, 0.5 * (Xi + Xi.mT)
 
 
-def _port_dtn(g: Tensor, r: dict) -> tuple[Tensor, Tensor, Tensor]:
+def _low_levels(blk: Tensor, h0: int, w0: int, steps: str, gr, gc, crow, ccol, r) -> Tensor:
+    """DtN maps [X, p, p] of super-blocks ``blk`` [X, hs, ws]: leaves of h0×w0, then ``steps`` merges."""
+    hs, ws = blk.shape[-2:]
+    leaves = blk.reshape(-1, hs // h0, h0, ws // w0, w0).permute(0, 1, 3, 2, 4)
+    S = _leaf_dtn(leaves.reshape(-1, h0, w0), h0, w0, gr, gc, crow, ccol)
+    S = S.reshape(blk.shape[0], hs // h0, ws // w0, *S.shape[-2:])
+    h, w = h0, w0
+    for d in steps:
+        S, h, w = _merge(S, d, h, w, crow, ccol, r["r_wire_row"] if d == "h" else r["r_wire_col"])
+    return S.reshape(blk.shape[0], *S.shape[-2:])
+
+
+def _port_dtn(g: Tensor, r: dict, nt: int) -> tuple[Tensor, Tensor, Tensor]:
     """DtN of the whole (floating) array on inputs (row nodes (i,0)) and outputs (column nodes (M−1,j))."""
     X, M, N = g.shape
     crow, ccol = r["r_wire_row"] == 0.0, r["r_wire_col"] == 0.0
@@ -358,19 +390,15 @@ def _port_dtn(g: Tensor, r: dict) -> tuple[Tensor, Tensor, Tensor]:
         n_low += 1
     sup = gp.reshape(X, Mp // hs, hs, Np // ws, ws).permute(0, 1, 3, 2, 4).reshape(-1, hs, ws)
     chunk = max(1, _CHUNK_CELLS // (hs * ws))
-    parts = []
-    for c0 in range(0, sup.shape[0], chunk):
-        blk = sup[c0 : c0 + chunk]
-        leaves = blk.reshape(-1, hs // h0, h0, ws // w0, w0).permute(0, 1, 3, 2, 4)
-        S = _leaf_dtn(leaves.reshape(-1, h0, w0), h0, w0, gr, gc, crow, ccol)
-        S = S.reshape(blk.shape[0], hs // h0, ws // w0, *S.shape[-2:])
-        h, w = h0, w0
-        for d in steps[:n_low]:
-            S, h, w = _merge(S, d, h, w, crow, ccol, r["r_wire_row"] if d == "h" else r["r_wire_col"])
-        parts.append(S.reshape(blk.shape[0], *S.shape[-2:]))
+    with _threads(1):
+        parts = [
+            _low_levels(sup[c0 : c0 + chunk], h0, w0, steps[:n_low], gr, gc, crow, ccol, r)
+            for c0 in range(0, sup.shape[0], chunk)
+        ]
     S = torch.cat(parts).reshape(X, Mp // hs, Np // ws, *parts[0].shape[-2:])
+    h, w = hs, ws
     for d in steps[n_low:]:
-        S, h, w = _merge(S, d, h, w, crow, ccol, r["r_wire_row"] if d == "h" else r["r_wire_col"])
+        S, h, w = _merge(S, d, h, w, crow, ccol, r["r_wire_row"] if d == "h" else r["r_wire_col"], nt)
     S = S.reshape(X, *S.shape[-2:])
     lay, p = _layout(Mp, Np, crow, ccol)
     rows, cols = np.arange(Mp - M, Mp), np.arange(N)  # the real rows (padding is on top) and columns
@@ -382,7 +410,8 @@ def _port_dtn(g: Tensor, r: dict) -> tuple[Tensor, Tensor, Tensor]:
     # Ports of padded rows/columns couple only among themselves, so they are dropped; the free ends
     # of the real rows/columns are eliminated.
     sel = torch.as_tensor(np.concatenate(idx), device=g.device)
-    S = _schur(S[:, sel[:, None], sel[None, :]], M + N)
+    with _threads(nt if len(sel) >= _BIG else 1):
+        S = _schur(S[:, sel[:, None], sel[None, :]], M + N)
     return S[:, :M, :M], S[:, :M, M:], S[:, M:, M:]
 
 
@@ -426,9 +455,12 @@ def transfer_matrix(g, r_wire_row, r_wire_col, r_source=0.0, r_sense=0.0, r_acce
     gf, stack = _flatten_stack(g)
     wd = _work_dtype(g.device)
     ge = _effective_g(gf.to(wd), r["r_access"])
-    Sii, Sio, Soo = _port_dtn(ge, r)
-    Soo, Soi, Sii = _series(Soo, Sio.mT, Sii, r["r_source"])  # source resistors on the inputs
-    Sii, Sio, Soo = _series(Sii, Soi.mT, Soo, r["r_sense"])  # sense resistors on the outputs
+    nt = torch.get_num_threads()
+    with _threads(1):
+        Sii, Sio, Soo = _port_dtn(ge, r, nt)
+        with _threads(nt if g.shape[-1] + g.shape[-2] >= _BIG else 1):
+            Soo, Soi, Sii = _series(Soo, Sio.mT, Sii, r["r_source"])  # source resistors on the inputs
+            Sii, Sio, Soo = _series(Sii, Soi.mT, Soo, r["r_sense"])  # sense resistors on the outputs
     T = (-Sio).to(g.dtype).reshape(*stack, *g.shape[-2:])
     Y = Sii.to(g.dtype).reshape(*stack, g.shape[-2], g.shape[-2])
     return T, Y
