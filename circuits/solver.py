@@ -61,6 +61,7 @@ reduce ``|F|``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import warnings
 
@@ -142,10 +143,10 @@ def _work_dtype(device: torch.device) -> torch.dtype:
 # ------------------------------------------------------------------------------------------------
 # transfer matrix: nested dissection with DtN maps
 # ------------------------------------------------------------------------------------------------
-_LEAVES = (4, 3, 5, 2, 6, 7)
+_LEAVES = (4, 3, 5, 2, 6, 7)  # leaf sizes, preferred first among equally padded sizes
 _SUPER = 1024  # cells per super-block: levels below it run chunk by chunk
 _CHUNK_CELLS = 1 << 15  # cells per chunk of super-blocks
-_BIG = 1024  # merges with at least this many ports use all torch threads; smaller ones one thread  # preference order among equally padded sizes
+_BIG = 2048  # merges with at least this many ports use all torch threads; smaller ones one thread
 
 
 def _plan(n: int) -> tuple[int, int]:
@@ -205,8 +206,9 @@ def _schur(K: Tensor, keep: int) -> Tensor:
     return _gth(K)
 
 
-def _leaf_dtn(g: Tensor, h0: int, w0: int, gr: float, gc: float, crow: bool, ccol: bool) -> Tensor:
-    """DtN maps of leaf blocks ``g`` [X, h0, w0] onto their ports (layout :func:`_layout`)."""
+@functools.lru_cache(maxsize=64)
+def _leaf_structure(h0: int, w0: int, gr: float, gc: float, crow: bool, ccol: bool):
+    """Wire part of a leaf's nodal matrix and its cell incidence, nodes ordered [ports, interior]."""
     nu = h0 if crow else h0 * w0
     uid = np.repeat(np.arange(h0)[:, None], w0, 1) if crow else np.arange(h0 * w0).reshape(h0, w0)
     wid = nu + (np.repeat(np.arange(w0)[None, :], h0, 0) if ccol else np.arange(h0 * w0).reshape(h0, w0))
@@ -228,17 +230,23 @@ def _leaf_dtn(g: Tensor, h0: int, w0: int, gr: float, gc: float, crow: bool, cco
     np.add.at(inc, (np.arange(h0 * w0), wid.ravel()), -1.0)
     lay, p = _layout(h0, w0, crow, ccol)
     ports = np.empty(p, dtype=np.int64)
+    where = {"U": uid[:, 0], "L": uid[:, 0], "R": uid[:, -1], "W": wid[0], "T": wid[0], "B": wid[-1]}
     for name, (o, m) in lay.items():
-        ports[o : o + m] = {"U": uid[:, 0], "L": uid[:, 0], "R": uid[:, -1], "W": wid[0], "T": wid[0], "B": wid[-1]}[
-            name
-        ]
+        ports[o : o + m] = where[name]
     order = np.concatenate([ports, np.setdiff1d(np.arange(n), ports)])
-    inc_t = torch.as_tensor(inc[:, order], dtype=g.dtype, device=g.device)
-    K = torch.as_tensor(K0[np.ix_(order, order)], dtype=g.dtype, device=g.device)
+    return K0[np.ix_(order, order)], inc[:, order], p
+
+
+def _leaf_dtn(g: Tensor, h0: int, w0: int, gr: float, gc: float, crow: bool, ccol: bool) -> Tensor:
+    """DtN maps of leaf blocks ``g`` [X, h0, w0] onto their ports (layout :func:`_layout`)."""
+    K0, inc, p = _leaf_structure(h0, w0, gr, gc, crow, ccol)
+    inc_t = torch.as_tensor(inc, dtype=g.dtype, device=g.device)
+    K = torch.as_tensor(K0, dtype=g.dtype, device=g.device)
     K = K + torch.einsum("cn,xc,cm->xnm", inc_t, g.reshape(g.shape[0], -1), inc_t)
     return _schur(K, p)
 
 
+@functools.lru_cache(maxsize=256)
 def _merge_plan(direction: str, h: int, w: int, crow: bool, ccol: bool):
     """Static index plan of a merge of two h×w blocks A, B ('h': A left of B; 'v': A above B).
 
@@ -275,33 +283,79 @@ def _merge_plan(direction: str, h: int, w: int, crow: bool, ccol: bool):
     return iA, eA, iB, eB, perm, nh, nw
 
 
-def _merge_pairs(A: Tensor, B: Tensor, plan, r_wire: float) -> Tensor:
+def _runs(idx) -> tuple:
+    """Index array -> runs ``((start, stop), ...)`` of consecutive indices."""
+    idx = np.asarray(idx)
+    if idx.size == 0:
+        return ()
+    cut = np.flatnonzero(np.diff(idx) != 1) + 1
+    return tuple((int(c[0]), int(c[-1]) + 1) for c in np.split(idx, cut))
+
+
+def _take(S: Tensor, rr: tuple, cr: tuple) -> Tensor:
+    """``S[..., rows, cols]`` for rows/cols given as runs: slices and concatenation, no index kernel."""
+    rows = [S[..., a:b, :] for a, b in rr]
+    if len(cr) == 1:
+        c0, c1 = cr[0]
+        tiles = [t[..., c0:c1] for t in rows]
+    else:
+        tiles = [torch.cat([t[..., c0:c1] for c0, c1 in cr], -1) for t in rows]
+    return tiles[0] if len(tiles) == 1 else torch.cat(tiles, -2)
+
+
+@functools.lru_cache(maxsize=256)
+def _pair_runs(direction: str, h: int, w: int, crow: bool, ccol: bool):
+    """Runs of a merge plan: A's/B's exterior and interface ports, and the output assembly tiles."""
+    iA, eA, iB, eB, perm, _, _ = _merge_plan(direction, h, w, crow, ccol)
+    na = len(eA)
+    out = []  # runs of perm, each inside A's part [0, na) or B's part [na, na + nb)
+    for a, b in _runs(perm):
+        cuts = [a] + ([na] if a < na < b else []) + [b]
+        out += [(int(x), int(y)) for x, y in zip(cuts, cuts[1:])]
+    return _runs(iA), _runs(eA), _runs(iB), _runs(eB), tuple(out)
+
+
+def _merge_pairs(A: Tensor, B: Tensor, plan, r_wire: float, runs) -> Tensor:
     """Merged DtN [X, pn, pn] (new layout) of block pairs ``A``, ``B`` [X, p, p]; see :func:`_merge`."""
     iA, eA, iB, eB, perm, _, _ = plan
     dev = A.device
     na, nb, k = len(eA), len(eB), len(iA)
-    Snat = A.new_empty(A.shape[0], na + nb, na + nb)
-    if k:
-        qa = torch.as_tensor(np.concatenate([eA, iA]), device=dev)
-        qb = torch.as_tensor(np.concatenate([eB, iB]), device=dev)
-        Ap, Bp = A[:, qa[:, None], qa], B[:, qb[:, None], qb]
-        Aee, Aei, Aii = _series(Ap[:, :na, :na], Ap[:, :na, na:], Ap[:, na:, na:], r_wire, sym=False)
-        L, _ = torch.linalg.cholesky_ex(Aii + Bp[:, nb:, nb:])
-        Xk = torch.linalg.solve_triangular(L, torch.cat([Aei, Bp[:, :nb, nb:]], 1).mT, upper=False)
-        Snat[:, :na, :na] = Aee
-        Snat[:, :na, na:] = 0.0
-        Snat[:, na:, :na] = 0.0
-        Snat[:, na:, na:] = Bp[:, :nb, :nb]
-        Snat.baddbmm_(Xk.mT, Xk, alpha=-1.0)
-    else:  # ideal wire between the blocks: B's shared ports are A's (same local index); sum them
-        Snat.zero_()
+    if not k:  # ideal wire between the blocks: B's shared ports are A's (same local index); sum them
+        Snat = A.new_zeros(A.shape[0], na + nb, na + nb)
         Snat[:, :na, :na] = A
         sh = np.setdiff1d(np.arange(A.shape[-1]), eB)
         pos = torch.as_tensor(np.concatenate([sh, na + np.arange(nb)]), device=dev)
         src = torch.as_tensor(np.concatenate([sh, eB]), device=dev)
         Snat[:, pos[:, None], pos] += B[:, src[:, None], src]
-    pt = torch.as_tensor(perm, device=dev)
-    return _gth(Snat[:, pt[:, None], pt], sym=False)
+        pt = torch.as_tensor(perm, device=dev)
+        return _gth(Snat[:, pt[:, None], pt], sym=False)
+    riA, reA, riB, reB, out_runs = runs
+    Aie, Aii = _take(A, riA, reA), _take(A, riA, riA)
+    Aee = _take(A, reA, reA)
+    if r_wire:  # wire segments in series with A's interface ports: W = (I + r A_II)⁻¹ (SPD)
+        eye = torch.eye(k, dtype=A.dtype, device=dev)
+        L1, _ = torch.linalg.cholesky_ex(eye + r_wire * Aii)
+        Z = torch.cholesky_solve(torch.cat([Aii, Aie], -1), L1)
+        Aii, Aie_w = Z[..., :k], Z[..., k:]
+        Aee = torch.baddbmm(Aee, Aie.mT, Aie_w, alpha=-r_wire)
+        Aie = Aie_w
+    L, _ = torch.linalg.cholesky_ex(Aii + _take(B, riB, riB))
+    Xk = torch.linalg.solve_triangular(L, torch.cat([Aie, _take(B, riB, reB)], -1), upper=False)
+    Xa, Xb = Xk[..., :na], Xk[..., na:]
+    blocks = {
+        (0, 0): torch.baddbmm(Aee, Xa.mT, Xa, alpha=-1.0),
+        (0, 1): -(Xa.mT @ Xb),
+        (1, 1): torch.baddbmm(_take(B, reB, reB), Xb.mT, Xb, alpha=-1.0),
+    }
+    blocks[(1, 0)] = blocks[(0, 1)].mT
+    off = (0, na)
+    rows = []
+    for a, b in out_runs:
+        pa = int(a >= na)
+        tiles = [blocks[(pa, int(c >= na))][..., a - off[pa] : b - off[pa], c - off[int(c >= na)] : d - off[int(c >= na)]]
+                 for c, d in out_runs]
+        rows.append(torch.cat(tiles, -1))
+    return _gth(torch.cat(rows, -2), sym=False)
 
 
 def _merge(S: Tensor, direction: str, h: int, w: int, crow: bool, ccol: bool, r_wire: float, nt: int = 1):
@@ -314,6 +368,7 @@ def _merge(S: Tensor, direction: str, h: int, w: int, crow: bool, ccol: bool, r_
     threads are used for merges with ≥ ``_BIG`` ports, one thread below.
     """
     plan = _merge_plan(direction, h, w, crow, ccol)
+    runs = _pair_runs(direction, h, w, crow, ccol)
     nh, nw = plan[-2:]
     Xs, nbi, nbj, p = S.shape[:4]
     pn = len(plan[4])
@@ -327,7 +382,7 @@ def _merge(S: Tensor, direction: str, h: int, w: int, crow: bool, ccol: bool, r_
         for u0 in range(0, P.shape[0], per):
             u1 = min(u0 + per, P.shape[0])
             A, B = P[u0:u1, 0].reshape(-1, p, p), P[u0:u1, 1].reshape(-1, p, p)
-            out[u0 * unit : u1 * unit] = _merge_pairs(A, B, plan, r_wire)
+            out[u0 * unit : u1 * unit] = _merge_pairs(A, B, plan, r_wire, runs)
     return out.reshape(*grid, pn, pn), nh, nw
 
 
