@@ -77,6 +77,49 @@ def _cmd_devices(args) -> int:
     return 0
 
 
+def _cmd_spice(args) -> int:
+    """ngspice deck of the first mapped array of the configured experiment (sweep point ``--point``)."""
+    import torch
+
+    from circuits import crossbar_netlist
+
+    from .config import load_config
+    from .experiment import build_network, prepare
+    from .sweep import expand_sweep
+
+    points = expand_sweep(load_config(args.config))
+    if not 0 <= args.point < len(points):
+        raise ValueError(f"--point: got {args.point}; the config has {len(points)} sweep point(s)")
+    cfg = points[args.point][1]
+    data, model = prepare(cfg)
+    gen = torch.Generator(device=torch.device(cfg.runtime.torch_device)).manual_seed(cfg.seed)
+    net = build_network(cfg, model, gen)  # programs every array (device noise, faults)
+    mm = net.mapped[0]
+    g = mm.crossbar.g[(0,) * len(mm.crossbar.stack)]
+    if args.input == "ones":
+        v = torch.full((mm.spec.rows,), mm.v_read, dtype=torch.float64)
+    else:  # the first calibration sample, as the first mapped layer's DAC drives it
+        net.calibrate(data.x_train[: cfg.eval.n_calibration])
+        x = data.x_train[:1].to(gen.device, net.dtype)
+        for layer in net.layers:
+            if layer.kind == "mapped":
+                break
+            x = layer.forward(x)
+        v = mm._rows(mm._drive(layer._rows(x)[:1])[0][:1])[0, 0, 0]
+    iv = mm.device if mm.device.nonlinear_iv else None
+    xb = mm.crossbar
+    deck = crossbar_netlist(
+        g, v, xb.r_wire_row, xb.r_wire_col, xb.r_source, xb.r_sense, xb.r_access, iv=iv,
+        title=f"xbarsim {cfg.name} point {args.point}: {mm.name} array (0, 0), input {args.input}",
+    )
+    if args.out is None:
+        sys.stdout.write(deck)
+    else:
+        args.out.write_text(deck)
+        print(f"wrote {args.out}: {xb.rows}x{xb.cols} array of {mm.name}; run `ngspice -b {args.out}`", file=sys.stderr)
+    return 0
+
+
 def _executor_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-j", "--workers", type=int, default=1, help="local worker processes for sweep points (default 1)")
     p.add_argument("--scheduler", default=None, help="dask.distributed scheduler address, e.g. tcp://host:8786")
@@ -110,6 +153,16 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("-m", "--metric", action="append", default=None, help="metric column (repeatable)")
     pl.add_argument("-o", "--out", type=Path, default=None, help="image file (default: TABLE.png)")
     pl.set_defaults(func=_cmd_plot)
+
+    sp = sub.add_parser("spice", help="write an ngspice deck of the first mapped array of a config (exact-solver check)")
+    sp.add_argument("config", nargs="?", type=Path, default=None, help="YAML config (default: the built-in quickstart)")
+    sp.add_argument("-o", "--out", type=Path, default=None, help="deck file (default: stdout)")
+    sp.add_argument("--point", type=int, default=0, help="sweep point index (default 0)")
+    sp.add_argument(
+        "--input", choices=("ones", "calibration"), default="ones",
+        help="row voltages: v_read on every row (default) or the first calibration sample through the DAC",
+    )
+    sp.set_defaults(func=_cmd_spice)
 
     d = sub.add_parser("devices", help="list the device presets with parameters, units and sources")
     d.add_argument("names", nargs="*", help="preset names (default: all)")
