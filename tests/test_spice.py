@@ -90,3 +90,29 @@ def test_sinh_matches_ngspice(case):
 def test_run_ngspice_reports_failure():
     with pytest.raises(RuntimeError, match="ngspice"):
         run_ngspice("broken deck\nR1 a\n.end\n")
+
+
+def test_cli_spice_deck_of_configured_array_matches_solver(tmp_path):
+    import re
+
+    from xbarsim.cli import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "name: spice_check\nseed: 0\nmodel: {arch: mlp, hidden: [16], epochs: 2, seed: 0}\n"
+        "device: {model: rram}\n"
+        "crossbar: {rows: 24, cols: 32, solver: exact, r_wire_row: 2.0, r_wire_col: 3.0, r_source: 5.0, r_sense: 10.0}\n"
+    )
+    deck_path = tmp_path / "deck.cir"
+    assert main(["spice", str(cfg), "-o", str(deck_path), "--input", "calibration"]) == 0
+    deck = deck_path.read_text()
+    g = np.zeros((24, 32))
+    for m in re.finditer(r"^Rg(\d+)_(\d+) \S+ \S+ (\S+)$", deck, re.M):
+        g[int(m[1]), int(m[2])] = 1 / float(m[3])
+    v = np.zeros(24)
+    for m in re.finditer(r"^Vin_(\d+) \S+ 0 DC (\S+)$", deck, re.M):
+        v[int(m[1])] = float(m[2])
+    assert (g > 0).sum() == 24 * 32 and v.max() > 0
+    ref = run_ngspice(deck)
+    i = solve_crossbar(torch.tensor(g), torch.tensor(v)[None], 2.0, 3.0, 5.0, 10.0)[0]
+    assert _rel(i, ref) <= 1e-6
