@@ -14,15 +14,18 @@ dissection of the nodal equations (a hierarchical Schur complement; George, SIAM
 10, 345, 1973; as "hierarchical Poincaré–Steklov" merging in Martinsson, J. Comput. Phys. 242, 460,
 2013):
 
-* The array is cut into leaf blocks of h0×w0 cells (h0, w0 ∈ 2…7). Every block is described by its
+* The array is padded to h0·2^a × w0·2^b cells (h0, w0 ∈ 2…7) with g = 0 cells above and to the
+  right — their wires dangle and their own ports couple to nothing, so this is exact — and cut into
+  leaf blocks of h0×w0 cells. Every block is described by its
   Dirichlet-to-Neumann (DtN) map ``S`` on its *ports*, the nodes wired to the outside: left/right
   row nodes ``L``/``R`` and top/bottom column nodes ``T``/``B`` (when a wire resistance is 0 the
   row — or column — nodes of a block are one node, port ``U`` — or ``W``). ``J = S x`` gives the
   currents injected at the ports for port voltages ``x``. A leaf's ``S`` is the Schur complement of
   its nodal (conductance-Laplacian) matrix onto its ports.
-* Two neighbouring blocks merge by stamping the wire segments that join them (conductance
-  ``1/r_wire``) and eliminating the joined ports: ``S = K_EE − K_EI K_II⁻¹ K_IE`` (Cholesky; ``K_II``
-  is symmetric positive definite because every node is wired to an outer port). All merges of a
+* Two neighbouring blocks merge: the wire segments joining them are put in series with one block's
+  facing ports (the series map below), which then *are* the other block's facing ports, and these
+  shared nodes are eliminated: ``S = K_EE − K_EI K_II⁻¹ K_IE`` (Cholesky; ``K_II`` is symmetric
+  positive definite because every node is wired to an outer port). All merges of a
   level are one batched tensor operation; levels alternate between rows and columns so blocks stay
   square, which makes the cost ``O(n³)`` for an n×n array instead of ``O(n⁴)`` for the
   block-tridiagonal sweep of DESIGN §5 (benchmarks/solver_results.md has both).
@@ -30,8 +33,9 @@ dissection of the nodal equations (a hierarchical Schur complement; George, SIAM
   zero row sums. Its off-diagonal entries come out of the Schur complement without cancellation
   (an M-matrix: ``K_EI ≤ 0``, ``K_II⁻¹ ≥ 0``), but a diagonal entry is a difference of wire-sized
   terms (``1/r_wire`` ≫ ``g``). The diagonal is therefore recomputed as minus the sum of its row's
-  off-diagonal entries (the Grassmann–Taksar–Heyman trick, GTH 1985), which keeps the small,
-  cell-sized parts of ``S`` accurate to rounding even when ``g·r_wire ~ 1e-7``.
+  off-diagonal entries (the trick of Grassmann, Taksar & Heyman, Oper. Res. 33, 1107, 1985), which
+  keeps the small, cell-sized parts of ``S`` accurate to rounding: the computed IR drop stays
+  proportional to ``r_wire`` down to ``g·r_wire ≈ 1e-16`` (tests/test_solver.py).
 * Whole array: the free ports (right row ends, top column ends) are eliminated, leaving ``S`` on the
   inputs (row nodes (i, 0)) and outputs (column nodes (rows−1, j)). A series resistance ``r`` on a
   set ``I`` of ports maps ``S`` to ``S_EE − r S_EI W S_IE``, ``S_EI W``, ``S_II W`` with
@@ -500,8 +504,10 @@ def transfer_matrix(g, r_wire_row, r_wire_col, r_source=0.0, r_sense=0.0, r_acce
         cells, wires, source, sense and access resistances), so the read energy is ``P·t_read``.
 
     Computed in float64 by nested dissection of the nodal equations (module docstring; DESIGN §5),
-    returned in ``g``'s dtype. Cost ``O(n³)`` for an n×n array: about 0.1 s at 256×256 and 10 s at
-    1024×1024 on 2 cores (benchmarks/solver_results.md).
+    returned in ``g``'s dtype; agrees with a sparse direct solve to ~1e-12 and with ngspice to
+    ~1e-13. Cost ``O(n³)`` for an n×n array: 0.43 s at 256×256 and 13 s at 1024×1024 on 2 cores,
+    against 1.8 s at 256 for the block-tridiagonal elimination of DESIGN §5 and 13 s for a sparse-LU
+    transfer matrix (benchmarks/solver_results.md). Leading dims of ``g`` are solved together.
     """
     r = check_resistances(
         r_wire_row=r_wire_row, r_wire_col=r_wire_col, r_source=r_source, r_sense=r_sense, r_access=r_access
@@ -511,13 +517,18 @@ def transfer_matrix(g, r_wire_row, r_wire_col, r_source=0.0, r_sense=0.0, r_acce
     wd = _work_dtype(g.device)
     ge = _effective_g(gf.to(wd), r["r_access"])
     nt = torch.get_num_threads()
+    Ts, Ys = [], []
+    per = max(1, (1 << 22) // ge[0].numel())  # arrays per batch: bounds memory for large stacks
     with _threads(1):
-        Sii, Sio, Soo = _port_dtn(ge, r, nt)
-        with _threads(nt if g.shape[-1] + g.shape[-2] >= _BIG else 1):
-            Soo, Soi, Sii = _series(Soo, Sio.mT, Sii, r["r_source"])  # source resistors on the inputs
-            Sii, Sio, Soo = _series(Sii, Soi.mT, Soo, r["r_sense"])  # sense resistors on the outputs
-    T = (-Sio).to(g.dtype).reshape(*stack, *g.shape[-2:])
-    Y = Sii.to(g.dtype).reshape(*stack, g.shape[-2], g.shape[-2])
+        for a in range(0, ge.shape[0], per):
+            Sii, Sio, Soo = _port_dtn(ge[a : a + per], r, nt)
+            with _threads(nt if g.shape[-1] + g.shape[-2] >= _BIG else 1):
+                Soo, Soi, Sii = _series(Soo, Sio.mT, Sii, r["r_source"])  # source resistors on the inputs
+                Sii, Sio, Soo = _series(Sii, Soi.mT, Soo, r["r_sense"])  # sense resistors on the outputs
+            Ts.append((-Sio).to(g.dtype))
+            Ys.append(Sii.to(g.dtype))
+    T = torch.cat(Ts).reshape(*stack, *g.shape[-2:])
+    Y = torch.cat(Ys).reshape(*stack, g.shape[-2], g.shape[-2])
     return T, Y
 
 
