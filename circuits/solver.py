@@ -505,8 +505,8 @@ def transfer_matrix(g, r_wire_row, r_wire_col, r_source=0.0, r_sense=0.0, r_acce
 
     Computed in float64 by nested dissection of the nodal equations (module docstring; DESIGN §5),
     returned in ``g``'s dtype; agrees with a sparse direct solve to ~1e-12 and with ngspice to
-    ~1e-13. Cost ``O(n³)`` for an n×n array: 0.43 s at 256×256 and 13 s at 1024×1024 on 2 cores,
-    against 1.8 s at 256 for the block-tridiagonal elimination of DESIGN §5 and 13 s for a sparse-LU
+    ~1e-13. Cost ``O(n³)`` for an n×n array: 0.40 s at 256×256 and 13 s at 1024×1024 on 2 cores,
+    against 1.7 s at 256 for the block-tridiagonal elimination of DESIGN §5 and 14 s for a sparse-LU
     transfer matrix (benchmarks/solver_results.md). Leading dims of ``g`` are solved together.
     """
     r = check_resistances(

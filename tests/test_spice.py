@@ -116,3 +116,14 @@ def test_cli_spice_deck_of_configured_array_matches_solver(tmp_path):
     ref = run_ngspice(deck)
     i = solve_crossbar(torch.tensor(g), torch.tensor(v)[None], 2.0, 3.0, 5.0, 10.0)[0]
     assert _rel(i, ref) <= 1e-6
+
+
+def test_rram_sinh_device_matches_ngspice():
+    from device_models import make_device
+
+    dev = make_device("rram", iv="sinh")  # the device helper's I = (G/b)·sinh(b·V)
+    assert dev.nonlinear_iv
+    g, v = _case(16, 24, seed=3, g_lo=dev.g_min, g_hi=dev.g_max, vmax=0.8)
+    r = (2.0, 3.0, 5.0, 10.0, 0.0)
+    ref = run_ngspice(crossbar_netlist(g, v, *r, iv=dev))
+    assert _rel(solve_crossbar(g, v[None], *r, iv=dev)[0], ref) <= 1e-6
