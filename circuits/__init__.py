@@ -12,7 +12,14 @@ from .converters import (
 from .crossbar import SOLVERS, Crossbar
 from .energy import COMPONENTS, EnergyLedger
 from .mapping import SCHEMES, CrossbarSpec, MappedMatrix, WeightCoding, weight_coding
-from .solver import solve_crossbar, transfer_matrix
+from .netlist import crossbar_netlist, nodal_solve, run_ngspice
+from .solver import (
+    SolverConvergenceError,
+    SolverConvergenceWarning,
+    solve_crossbar,
+    solve_crossbar_iterative,
+    transfer_matrix,
+)
 
 __all__ = [
     "ADC",
@@ -31,13 +38,12 @@ __all__ = [
     "neurosim_sar_power_W",
     "quantize_uniform",
     "weight_coding",
+    "SolverConvergenceError",
+    "SolverConvergenceWarning",
+    "crossbar_netlist",
+    "nodal_solve",
+    "run_ngspice",
     "solve_crossbar",
+    "solve_crossbar_iterative",
     "transfer_matrix",
 ]
-
-try:  # the netlist writer arrives with the exact-solver work
-    from .netlist import crossbar_netlist  # noqa: F401
-
-    __all__.append("crossbar_netlist")
-except ImportError:  # pragma: no cover
-    pass
