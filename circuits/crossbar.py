@@ -90,12 +90,19 @@ class Crossbar:
         if tuple(g_target.shape) != expected:
             raise ValueError(f"g_target: got shape {tuple(g_target.shape)}; expected {expected}")
         self.state = self.device.program(self.state, g_target, self.generator)
-        self.set_time(0.0)
+        self.set_time(0.0, reread=True)
 
-    def set_time(self, t_s: float) -> None:
-        """Read the array ``t_s`` seconds after programming (drift, 1/f noise); invalidates cached solves."""
+    def set_time(self, t_s: float, reread: bool = False) -> None:
+        """Look at the array ``t_s`` seconds after programming (drift, 1/f noise).
+
+        The conductances seen at a time are one snapshot: asking again for the time already
+        read keeps it (and its cached transfer matrix) unless ``reread`` draws a fresh one.
+        A new time invalidates the cached solves.
+        """
         if not t_s >= 0:
             raise ValueError(f"t_s: got {t_s!r}; must be ≥ 0 s")
+        if float(t_s) == self.t_s and self._g is not None and not reread:
+            return
         self.t_s = float(t_s)
         self._g = None
         self._transfer = None
