@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from conftest import ideal_net
 from torch import nn
 
 from algorithms import CrossbarNetwork, UnsupportedLayerError
@@ -17,18 +18,6 @@ def _rel_err(y, ref):
     return float((y - ref).abs().max() / ref.abs().max())
 
 
-def _ideal_net(model, rows, cols, **kw):
-    """Ideal cells, lossless DAC/ADC, float64: the hardware computes the exact product."""
-    return CrossbarNetwork(
-        model,
-        IdealDevice(g_min=0.1e-6, g_max=5e-6),
-        CrossbarSpec(rows=rows, cols=cols),
-        DAC(bits=None),
-        ADC(bits=None),
-        generator=torch.Generator().manual_seed(0),
-        dtype=torch.float64,
-        **kw,
-    )
 
 
 @pytest.mark.parametrize(
@@ -72,7 +61,7 @@ def test_conv_equals_f_conv2d(gen, c_in, c_out, kernel, stride, padding, dilatio
     conv = nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, dilation=dilation, bias=padding != "same")
     conv = conv.double()
     x = torch.randn(6, c_in, *hw, dtype=torch.float64, generator=gen)
-    net = _ideal_net(nn.Sequential(conv), rows, cols)
+    net = ideal_net(nn.Sequential(conv), rows, cols)
     mm = net.mapped[0]
     k = c_in * math.prod(conv.kernel_size)
     assert (mm.out_features, mm.in_features) == (c_out, k)
@@ -93,7 +82,7 @@ def test_conv_chunked_equals_unchunked_and_accounts_every_read(gen):
     ref = conv(x)
     outs, ledgers = [], []
     for chunk in (2**24, 500):  # the second forces chunks of a fraction of one image
-        net = _ideal_net(nn.Sequential(conv), 16, 8, chunk_elements=chunk)
+        net = ideal_net(nn.Sequential(conv), 16, 8, chunk_elements=chunk)
         net.calibrate(x)
         led = EnergyLedger()
         outs.append(net(x, led))
@@ -126,11 +115,11 @@ def test_conv_float32_default_converters_close(gen):
 )
 def test_unsupported_conv_variants_raise(layer, match):
     with pytest.raises(UnsupportedLayerError, match=match):
-        _ideal_net(nn.Sequential(layer, nn.Flatten()), 8, 8)
+        ideal_net(nn.Sequential(layer, nn.Flatten()), 8, 8)
 
 
 def test_conv_rejects_wrong_input_shape(gen):
     conv = nn.Conv2d(3, 4, 3).double()
-    net = _ideal_net(nn.Sequential(conv), 8, 8)
+    net = ideal_net(nn.Sequential(conv), 8, 8)
     with pytest.raises(ValueError, match="expected \\[batch, 3, H, W\\]"):
         net.calibrate(torch.zeros(2, 2, 5, 5, dtype=torch.float64))

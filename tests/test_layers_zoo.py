@@ -3,12 +3,12 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import ideal_net
 from torch import nn
 
 import xbarsim
-from algorithms import CrossbarNetwork, UnsupportedLayerError, flatten_layers, fold_batchnorm
-from circuits import ADC, DAC, CrossbarSpec, EnergyLedger
-from device_models import IdealDevice
+from algorithms import UnsupportedLayerError, flatten_layers, fold_batchnorm
+from circuits import EnergyLedger
 from xbarsim.models import build_model
 
 
@@ -17,17 +17,6 @@ def _rel_err(y, ref):
     return float((y - ref).abs().max() / ref.abs().max())
 
 
-def _ideal_net(model, rows=16, cols=8):
-    """Ideal cells, lossless converters, float64: the crossbars compute exact products."""
-    return CrossbarNetwork(
-        model,
-        IdealDevice(g_min=0.1e-6, g_max=5e-6),
-        CrossbarSpec(rows=rows, cols=cols),
-        DAC(bits=None),
-        ADC(bits=None),
-        generator=torch.Generator().manual_seed(0),
-        dtype=torch.float64,
-    )
 
 
 def _randomise_bn(model, seed=0):
@@ -94,7 +83,7 @@ def test_bn_model_on_crossbars_matches_software(gen):
     """A BatchNorm CNN (folded before mapping) on ideal crossbars equals the software model to 1e-6."""
     model = _bn_cnn()
     x = torch.randn(16, 3, 8, 8, dtype=torch.float64, generator=gen)
-    net = _ideal_net(model)
+    net = ideal_net(model)
     assert len(net.mapped) == 4  # BN adds no array
     assert not any(type(layer).__name__ == "ChannelAffine" for layer in net.layers)
     net.calibrate(x)
@@ -116,7 +105,7 @@ def test_batchnorm_without_linear_before_runs_digitally(gen):
     x = torch.randn(7, 2, 6, 6, dtype=torch.float64, generator=gen)
     folded = fold_batchnorm(model)
     assert sum(isinstance(m, nn.BatchNorm2d) for m in folded) == 2
-    net = _ideal_net(model)
+    net = ideal_net(model)
     assert [type(layer).__name__ for layer in net.layers].count("ChannelAffine") == 2
     net.calibrate(x)
     assert _rel_err(net(x), model(x)) < 1e-6
@@ -139,7 +128,7 @@ def test_full_cnn_with_pooling_chain_matches_software(gen):
         nn.Linear(20, 10),
     ).double().eval()
     x = torch.rand(12, 1, 14, 14, dtype=torch.float64, generator=gen)
-    net = _ideal_net(model, rows=32, cols=8)
+    net = ideal_net(model, rows=32, cols=8)
     assert [m.n_arrays for m in net.mapped] == [1 * 3, 3 * 3, 4 * 5, 1 * 3]
     net.calibrate(x)
     assert _rel_err(net(x), model(x)) < 1e-6
@@ -169,7 +158,7 @@ def test_fx_traceable_functional_chain(gen):
     kinds = [type(m).__name__ for m in flatten_layers(model)]
     assert kinds == ["Conv2d", "ReLU", "MaxPool2d", "Conv2d", "ReLU", "AvgPool2d", "Flatten", "Linear", "ReLU", "Flatten", "Linear"]
     x = torch.rand(5, 1, 8, 8, dtype=torch.float64, generator=gen)
-    net = _ideal_net(model)
+    net = ideal_net(model)
     net.calibrate(x)
     assert _rel_err(net(x), model(x)) < 1e-6
 
@@ -186,7 +175,7 @@ def test_op_counts_by_hand(gen):
            fan-in 1·3·2 = 6, outputs 4·4·3 = 48 → 288
     """
     model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(12, 4)).double()
-    net = _ideal_net(model)
+    net = ideal_net(model)
     assert net.op_counts((2, 6, 6)) == {"conv1": 864, "linear1": 48}
     x = torch.rand(5, 2, 6, 6, dtype=torch.float64, generator=gen)
     net.calibrate(x)
@@ -197,7 +186,7 @@ def test_op_counts_by_hand(gen):
     assert per_layer == {"conv1": 864, "linear1": 48}
     assert ledger.ops_per_inference()["ops_mac"] == 912
 
-    net2 = _ideal_net(nn.Sequential(nn.Conv2d(1, 4, (3, 2), stride=2, padding=1)).double())
+    net2 = ideal_net(nn.Sequential(nn.Conv2d(1, 4, (3, 2), stride=2, padding=1)).double())
     assert net2.op_counts((1, 7, 5)) == {"conv1": 288}
 
 
@@ -232,7 +221,7 @@ class _Sigmoid(nn.Module):
 )
 def test_unsupported_layers_raise_naming_the_layer(model, match):
     with pytest.raises(UnsupportedLayerError, match=match):
-        _ideal_net(model)
+        ideal_net(model)
 
 
 @pytest.mark.parametrize("shape,batchnorm", [((1, 8, 8), False), ((1, 28, 28), True)])

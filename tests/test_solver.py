@@ -15,6 +15,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import SinhCell
 
 from circuits.netlist import crossbar_branches, crossbar_netlist, nodal_solve
 from circuits.solver import (
@@ -24,19 +25,6 @@ from circuits.solver import (
     solve_crossbar_iterative,
     transfer_matrix,
 )
-
-
-class SinhCell:
-    """Local stand-in for a nonlinear RRAM: ``I = (g/b)·sinh(b·V)`` (small-signal conductance g)."""
-
-    nonlinear_iv = True
-    iv = "sinh"
-
-    def __init__(self, b: float = 2.3):
-        self.iv_sinh_b = b
-
-    def current(self, g, v):
-        return g / self.iv_sinh_b * torch.sinh(self.iv_sinh_b * v)
 
 
 def rand_g(rows, cols, seed=0, lo=1e-6, hi=1e-4, stack=()):

@@ -15,6 +15,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import SinhCell
 
 from circuits.netlist import crossbar_netlist, run_ngspice
 from circuits.solver import solve_crossbar, transfer_matrix
@@ -25,17 +26,6 @@ pytestmark = [
 ]
 
 
-class SinhCell:
-    """Nonlinear test cell ``I = (g/b)·sinh(b·V)`` (until the device helper's RRAM sinh is used)."""
-
-    nonlinear_iv = True
-    iv = "sinh"
-
-    def __init__(self, b: float = 2.3):
-        self.iv_sinh_b = b
-
-    def current(self, g, v):
-        return g / self.iv_sinh_b * torch.sinh(self.iv_sinh_b * v)
 
 
 def _case(rows, cols, seed, g_lo=1e-6, g_hi=1e-4, vmax=0.3):

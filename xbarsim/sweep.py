@@ -154,13 +154,6 @@ def sweep(
     return pd.DataFrame([row for k in sorted(results) for row in results[k]])
 
 
-def run(
-    config: str | Path | dict | Config | None = None,
-    out: str | Path | None = None,
-    progress: bool = True,
-    workers: int = 1,
-    scheduler: str | None = None,
-    breakdown: str | Path | None = None,
-) -> pd.DataFrame:
-    """Run a config (its sweep if it has one) and return the results table (``breakdown``: see :func:`sweep`)."""
-    return sweep(config, out=out, progress=progress, workers=workers, scheduler=scheduler, breakdown=breakdown)
+def run(config: str | Path | dict | Config | None = None, **kwargs) -> pd.DataFrame:
+    """Run a config (its sweep if it has one) and return the results table; keywords as :func:`sweep`."""
+    return sweep(config, **kwargs)
