@@ -11,7 +11,8 @@ from .converters import (
 )
 from .crossbar import SOLVERS, Crossbar
 from .energy import COMPONENTS, EnergyLedger
-from .mapping import SCHEMES, CrossbarSpec, MappedMatrix, WeightCoding, weight_coding
+from .mapping import MappedMatrix
+from .spec import SCHEMES, CrossbarSpec, WeightCoding, weight_coding
 from .netlist import crossbar_netlist, nodal_solve, run_ngspice
 from .solver import (
     SolverConvergenceError,

@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -70,90 +69,13 @@ from .constants import int_add_energy_J
 from .converters import ADC, DAC
 from .crossbar import Crossbar
 from .energy import EnergyLedger
+from .spec import SCHEMES, CrossbarSpec, WeightCoding, weight_coding
 
 __all__ = ["CrossbarSpec", "MappedMatrix", "SCHEMES", "WeightCoding", "weight_coding"]
-
-SCHEMES = ("differential", "offset")
 
 #: largest number of elements of the per-call intermediate tensors before :meth:`MappedMatrix.matmul`
 #: splits the batch (a loop over batch chunks, not samples)
 _CHUNK_ELEMENTS = 2**24
-
-
-@dataclass(frozen=True)
-class WeightCoding:
-    """How one weight is spread over cells: slices, columns per slice, reference columns."""
-
-    scheme: str
-    weight_bits: int | None  # n: signed integer width (None: continuous weights)
-    cell_bits: int | None  # b: bits per cell (None: continuous)
-    code_bits: int | None  # bits of the non-negative code that is sliced (n − 1 differential, n offset)
-    n_slices: int  # K
-    cols_per_slice: int  # p: 2 (differential pair) or 1 (offset)
-    n_ref: int  # reference columns per array
-
-    @property
-    def cols_per_output(self) -> int:
-        return self.n_slices * self.cols_per_slice
-
-
-def weight_coding(scheme: str = "differential", weight_bits: int | None = None, bits_per_cell: int | None = None) -> WeightCoding:
-    """The :class:`WeightCoding` of a mapping; raises ``ValueError`` naming the bad ``mapping.*`` key."""
-    if scheme not in SCHEMES:
-        raise ValueError(f"mapping.scheme: got {scheme!r}; allowed: {', '.join(map(repr, SCHEMES))}")
-    if weight_bits is not None and (int(weight_bits) != weight_bits or weight_bits < 2):
-        raise ValueError(f"mapping.weight_bits: got {weight_bits!r}; must be an integer ≥ 2 or None (continuous weights)")
-    if bits_per_cell is not None:
-        if int(bits_per_cell) != bits_per_cell or bits_per_cell < 1:
-            raise ValueError(f"mapping.bits_per_cell: got {bits_per_cell!r}; must be an integer ≥ 1 or None")
-        if weight_bits is None:
-            raise ValueError(f"mapping.bits_per_cell: got {bits_per_cell!r}; bit slicing needs mapping.weight_bits (got None)")
-    p = 2 if scheme == "differential" else 1
-    if weight_bits is None:
-        return WeightCoding(scheme, None, None, None, 1, p, 0 if p == 2 else 1)
-    code = int(weight_bits) - 1 if scheme == "differential" else int(weight_bits)
-    b = int(bits_per_cell) if bits_per_cell is not None else code
-    k = math.ceil(code / b)
-    n_ref = 0 if p == 2 else (1 if k == 1 else 2)
-    return WeightCoding(scheme, int(weight_bits), b, code, k, p, n_ref)
-
-
-@dataclass
-class CrossbarSpec:
-    """Everything needed to build the physical arrays of one layer: array, wires, read pulse, mapping.
-
-    ``scheme``, ``weight_bits`` and ``bits_per_cell`` choose the weight mapping (module docstring).
-    """
-
-    rows: int = 128
-    cols: int = 128
-    r_wire_row: float = 0.0
-    r_wire_col: float = 0.0
-    r_source: float = 0.0
-    r_sense: float = 0.0
-    r_access: float = 0.0
-    solver: str = "ideal"
-    v_read: float | None = None  # None: the device's v_read
-    t_read_s: float | None = None  # None: the device's t_read_s
-    scheme: str = "differential"
-    weight_bits: int | None = None
-    bits_per_cell: int | None = None
-
-    def __post_init__(self):
-        if self.cols < 2:
-            raise ValueError(f"crossbar.cols: got {self.cols!r}; the {self.scheme} mapping needs ≥ 2 columns")
-        c = self.coding
-        need = c.cols_per_output + c.n_ref
-        if need > self.cols:
-            raise ValueError(
-                f"crossbar.cols: got {self.cols!r}; the {self.scheme} mapping with weight_bits={self.weight_bits}, "
-                f"bits_per_cell={self.bits_per_cell} needs {c.cols_per_output} columns per output"
-                + (f" + {c.n_ref} reference = {need}" if c.n_ref else "")
-            )
-
-    @property
-    def coding(self) -> WeightCoding:
-        return weight_coding(self.scheme, self.weight_bits, self.bits_per_cell)
 
 
 class MappedMatrix:
