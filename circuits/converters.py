@@ -101,6 +101,19 @@ def neurosim_sar_energy_J(bits: int, tech_node_nm: int = 32, roadmap: str = "lst
     return neurosim_sar_power_W(bits, tech_node_nm, roadmap, r_col_ohm) * (bits + 1) * NEUROSIM_SAR_CYCLE_S
 
 
+def _percentile(a: Tensor, percentile: float) -> Tensor:
+    """The ``percentile`` of a flat non-empty tensor over ALL its values, linear interpolation between
+    order statistics (``torch.quantile``'s default), by two ``kthvalue`` selections: no 2^24-element
+    limit, so large layers are not calibrated on their first tiles only."""
+    pos = (a.numel() - 1) * percentile / 100.0
+    lo = math.floor(pos)
+    v_lo = torch.kthvalue(a, lo + 1).values
+    if pos == lo:
+        return v_lo
+    v_hi = torch.kthvalue(a, lo + 2).values
+    return v_lo + (pos - lo) * (v_hi - v_lo)
+
+
 @dataclass
 class ADC:
     """Column analog-to-digital converter.
@@ -140,22 +153,31 @@ class ADC:
         Input-referred noise per conversion [LSB].
     """
 
-    bits: int | None = 8
-    range_mode: Literal["calibrate", "max", "fixed"] = "calibrate"
-    percentile: float = 99.99
-    i_range: float | None = None
-    signed: bool = True
-    fom_J_per_step: float = 30e-15
-    e_floor_J: float = 1e-12
-    energy_model: Literal["survey", "neurosim_sar", "sense_amp", "fixed"] = "survey"
-    tech_node_nm: int = 32
-    roadmap: Literal["lstp", "hp"] = "lstp"
-    e_conv_J: float | None = None
-    t_conv_s: float | None = None
-    cols_per_adc: int = NEUROSIM_COLS_PER_ADC
-    gain_sigma: float = 0.0
-    offset_sigma_lsb: float = 0.0
-    noise_sigma_lsb: float = 0.0
+    # Schema of every field (YAML ``crossbar.adc.<name>``): ``metadata`` holds description, unit, bounds
+    # (ge/gt/le/lt), choices, nullable; ``yaml`` renames a key, ``internal`` keeps it out of the YAML.
+    bits: int | None = field(default=8, metadata=dict(description="resolution (null: lossless)", unit="bit", ge=1, le=16, nullable=True))
+    range_mode: Literal["calibrate", "max", "fixed"] = field(default="calibrate", metadata=dict(
+        description="full scale: calibrate (percentile of |I| on calibration data), max (theoretical maximum), "
+        "fixed (i_range)", yaml="range"))
+    percentile: float = field(default=99.99, metadata=dict(description="percentile of |I| for range: calibrate", unit="%", gt=0, le=100))
+    i_range: float | None = field(default=None, metadata=dict(description="full-scale current for range: fixed", unit="A", gt=0, nullable=True))
+    signed: bool = field(default=True, metadata=dict(description="signed range (set by the mapping)", internal=True))
+    fom_J_per_step: float = field(default=30e-15, metadata=dict(description="survey: Walden figure of merit", unit="J", ge=0))
+    e_floor_J: float = field(default=1e-12, metadata=dict(description="survey: energy floor per conversion", unit="J", ge=0))
+    energy_model: Literal["survey", "neurosim_sar", "sense_amp", "fixed"] = field(default="survey", metadata=dict(
+        description="survey: max(e_floor_J, fom_J_per_step·2^bits); neurosim_sar: by tech_node_nm; sense_amp: 1-bit SA; "
+        "fixed: e_conv_J"))
+    tech_node_nm: int = field(default=32, metadata=dict(description="neurosim_sar: technology node", unit="nm", ge=1))
+    roadmap: Literal["lstp", "hp"] = field(default="lstp", metadata=dict(description="neurosim_sar: ITRS roadmap of the fit"))
+    e_conv_J: float | None = field(default=None, metadata=dict(
+        description="energy per conversion (fixed; sense_amp override)", unit="J", ge=0, nullable=True))
+    t_conv_s: float | None = field(default=None, metadata=dict(
+        description="conversion time (null: (bits+1)·1 ns, NeuroSim SAR)", unit="s", ge=0, nullable=True))
+    cols_per_adc: int = field(default=NEUROSIM_COLS_PER_ADC, metadata=dict(
+        description="column outputs multiplexed onto one ADC (NeuroSim numColMuxed = 8)", ge=1))
+    gain_sigma: float = field(default=0.0, metadata=dict(description="static per-ADC gain error, relative σ", ge=0))
+    offset_sigma_lsb: float = field(default=0.0, metadata=dict(description="static per-ADC offset σ", unit="LSB", ge=0))
+    noise_sigma_lsb: float = field(default=0.0, metadata=dict(description="per-conversion noise σ", unit="LSB", ge=0))
     _range: Tensor | None = field(default=None, repr=False)
 
     def __post_init__(self):
@@ -227,7 +249,7 @@ class ADC:
         if self.range_mode != "calibrate":
             return
         a = currents.detach().abs().flatten().to(torch.float64)
-        r = torch.quantile(a[: 2**24], self.percentile / 100.0) if a.numel() else torch.tensor(0.0)
+        r = _percentile(a, self.percentile) if a.numel() else torch.tensor(0.0)
         if not r > 0:
             r = a.max() if a.numel() and a.max() > 0 else torch.tensor(1e-12, dtype=torch.float64)
         self._range = r
@@ -314,10 +336,14 @@ class DAC:
     ``e_1bit_J·bits`` per conversion [est], a bit-serial input ``e_1bit_J`` per row and bit.
     """
 
-    bits: int | None = 8
-    x_max: float | None = None
-    e_1bit_J: float = 0.39e-12
-    mode: Literal["amplitude", "bit_serial", "spikes"] = "amplitude"
+    bits: int | None = field(default=8, metadata=dict(
+        description="amplitude DAC resolution, or input bits for bit_serial (null: ideal)", unit="bit", ge=1, le=16, nullable=True))
+    x_max: float | None = field(default=None, metadata=dict(
+        description="input full scale (null: calibrated, the largest |x|)", gt=0, nullable=True))
+    e_1bit_J: float = field(default=0.39e-12, metadata=dict(description="energy per 1-bit row drive (ISAAC DAC budget)", unit="J", ge=0))
+    mode: Literal["amplitude", "bit_serial", "spikes"] = field(default="amplitude", metadata=dict(
+        description="amplitude DAC (one read), bit_serial (one read per dac.bits), spikes (binary, no DAC)",
+        section="crossbar", yaml="input_mode"))
 
     def __post_init__(self):
         if self.bits is not None and (int(self.bits) != self.bits or self.bits < 1):
