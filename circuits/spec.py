@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["CrossbarSpec", "SCHEMES", "WeightCoding", "weight_coding"]
 
@@ -56,19 +56,30 @@ class CrossbarSpec:
     ``scheme``, ``weight_bits`` and ``bits_per_cell`` choose the weight mapping (module docstring).
     """
 
-    rows: int = 128
-    cols: int = 128
-    r_wire_row: float = 0.0
-    r_wire_col: float = 0.0
-    r_source: float = 0.0
-    r_sense: float = 0.0
-    r_access: float = 0.0
-    solver: str = "ideal"
-    v_read: float | None = None  # None: the device's v_read
-    t_read_s: float | None = None  # None: the device's t_read_s
-    scheme: str = "differential"
-    weight_bits: int | None = None
-    bits_per_cell: int | None = None
+    # Schema of every field (YAML ``crossbar.<name>``, or ``mapping.<name>`` where ``section="mapping"``):
+    # description, unit, bounds (ge/gt/le/lt), choices, nullable.
+    rows: int = field(default=128, metadata=dict(description="rows (inputs) per physical array", ge=1, le=65536))
+    cols: int = field(default=128, metadata=dict(description="columns per physical array", ge=2, le=65536))
+    r_wire_row: float = field(default=0.0, metadata=dict(description="row wire resistance per cell", unit="Ω", ge=0))
+    r_wire_col: float = field(default=0.0, metadata=dict(description="column wire resistance per cell", unit="Ω", ge=0))
+    r_source: float = field(default=0.0, metadata=dict(description="driver output resistance", unit="Ω", ge=0))
+    r_sense: float = field(default=0.0, metadata=dict(description="sense (input) resistance of the column amplifier", unit="Ω", ge=0))
+    r_access: float = field(default=0.0, metadata=dict(description="1T1R access transistor on-resistance", unit="Ω", ge=0))
+    solver: str = field(default="ideal", metadata=dict(
+        description="ideal: Ohm + Kirchhoff, no wires; exact: nodal solve with wire resistances", choices=("ideal", "exact")))
+    v_read: float | None = field(default=None, metadata=dict(
+        description="read voltage (null: the device's)", unit="V", gt=0, nullable=True))
+    t_read_s: float | None = field(default=None, metadata=dict(
+        description="read pulse width (null: the device's)", unit="s", gt=0, nullable=True))
+    scheme: str = field(default="differential", metadata=dict(
+        description="differential: G+ − G− column pairs; offset: one column per output + reference column",
+        choices=SCHEMES, section="mapping"))
+    weight_bits: int | None = field(default=None, metadata=dict(
+        description="quantise weights to signed integers of this width (null: continuous)", ge=2, le=16, nullable=True,
+        section="mapping"))
+    bits_per_cell: int | None = field(default=None, metadata=dict(
+        description="bit slicing: bits stored per cell (null: one cell per weight)", ge=1, le=8, nullable=True,
+        section="mapping"))
 
     def __post_init__(self):
         if self.cols < 2:
