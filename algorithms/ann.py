@@ -1,4 +1,4 @@
-"""ANN inference with every weight matrix on crossbars (DESIGN §6).
+"""ANN inference with every weight matrix on crossbars; the hardware network as an ``nn.Module``.
 
 A trained ``torch.nn.Module`` made of a chain of supported layers is turned into a
 :class:`CrossbarNetwork`: each ``Linear`` and ``Conv2d`` (im2col) becomes a
@@ -45,7 +45,7 @@ from .layers import (
     fold_chain,
 )
 
-__all__ = ["CrossbarNetwork", "flatten_layers", "fold_batchnorm", "accuracy", "UnsupportedLayerError"]
+__all__ = ["CrossbarNetwork", "flatten_layers", "fold_batchnorm", "accuracy", "UnsupportedLayerError", "fresh_generator"]
 
 _SUPPORTED = (nn.Linear, nn.Conv2d, *BATCHNORMS, *DIGITAL_MODULES, *IDENTITIES)
 _SUPPORTED_NAMES = "Linear, Conv2d, BatchNorm1d/2d, ReLU, AvgPool2d, AdaptiveAvgPool2d, MaxPool2d, Flatten, Dropout, Identity"
@@ -171,7 +171,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Sequential:
     """The software model as an ``nn.Sequential`` (eval mode) with every BatchNorm after a Conv2d/Linear folded.
 
     ``W̃ = (γ/σ)W``, ``b̃ = (γ/σ)(b − μ) + β``, ``σ = sqrt(var + eps)`` (running statistics;
-    Rueckauer et al. 2017; REFERENCES Part B §4.1). Dropout and Identity are dropped (identities
+    Rueckauer et al., Front. Neurosci. 11:682, 2017). Dropout and Identity are dropped (identities
     at inference); other layers are copied. The input model is not modified. In eval mode the
     result computes the same function as ``model`` (to rounding).
     """
@@ -179,8 +179,27 @@ def fold_batchnorm(model: nn.Module) -> nn.Sequential:
     return nn.Sequential(*layers).eval()
 
 
-class CrossbarNetwork:
-    """A chain of layers whose weight matrices live on crossbar arrays.
+def fresh_generator(device: torch.device | str | None = None) -> torch.Generator:
+    """A generator seeded from OS entropy (``Generator.seed()``): never a fixed seed."""
+    g = torch.Generator(device=device) if device is not None else torch.Generator()
+    g.seed()
+    return g
+
+
+_OVERRIDE_KEYS = ("device", "spec", "dac", "adc")
+
+
+class CrossbarNetwork(nn.Module):
+    """A chain of layers whose weight matrices live on crossbar arrays, as an ``nn.Module``.
+
+    The forward pass runs through the hardware (crossbars, converters, digital periphery). When
+    gradients are enabled, every weight layer's output is the hardware value with the gradient of
+    the software layer (straight-through estimator: ``y = y_sw + (y_hw − y_sw).detach()``), so
+    ``loss.backward()`` reaches the software weights in :attr:`software` — hardware-aware training
+    (the "noise and quantisation in the forward pass, exact gradients backward" scheme of aihwkit,
+    Rasch et al., Nat. Commun. 14, 5282, 2023). After changing the weights, :meth:`program_weights`
+    writes them onto the chips; :meth:`reprogram` draws new chips (a new seed) without rebuilding
+    the network.
 
     Parameters
     ----------
@@ -190,10 +209,15 @@ class CrossbarNetwork:
     device, spec, dac, adc:
         Cell model, array spec and converter templates used for every layer.
     generator:
-        Seeds programming noise, faults and read noise (deterministic results).
+        Seeds programming noise, faults and read noise (deterministic results). ``None``: a fresh
+        generator seeded from OS entropy (two networks built without one differ in their noise).
     chunk_elements:
         Largest intermediate tensor (elements) one hardware call may create; larger batches
         (e.g. the ``B·H_out·W_out`` receptive fields of a convolution) run in chunks.
+    overrides:
+        Per-layer settings, ``{layer name: {"device"|"spec"|"dac"|"adc": object}}`` replacing the
+        defaults for that layer (layer names: ``conv1``, ``linear1``, … in network order; see
+        :attr:`layer_names`).
     """
 
     def __init__(
@@ -207,57 +231,161 @@ class CrossbarNetwork:
         dtype: torch.dtype = torch.float32,
         drift_compensation: bool = False,
         chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+        overrides: dict[str, dict] | None = None,
     ):
-        self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        super().__init__()
+        self.generator = generator if generator is not None else fresh_generator()
         self.dtype = dtype
         self.chunk_elements = int(chunk_elements)
+        self.drift_compensation = bool(drift_compensation)
+        self.defaults = (device, spec, dac, adc)
         tdev = self.generator.device
         chain = fold_chain(flatten_layers(model))
         for i, item in enumerate(chain):  # check everything before programming any array
             _check_supported(i, item)
         self.layers: list = []
-        self.mapped: list[MappedMatrix] = []
+        software: list[nn.Module] = []
         counts: dict[str, int] = {}
 
         def next_name(kind: str) -> str:
             counts[kind] = counts.get(kind, 0) + 1
             return f"{kind}{counts[kind]}"
 
+        names = []
         for item in chain:
             if isinstance(item, Folded):
-                conv = isinstance(item.module, nn.Conv2d)
-                name = next_name("conv" if conv else "linear")
-                mm = MappedMatrix(
-                    item.weight.reshape(item.weight.shape[0], -1),
-                    device,
-                    spec,
-                    dac,
-                    adc,
-                    generator=self.generator,
-                    dtype=dtype,
-                    drift_compensation=drift_compensation,
-                    name=name,
-                )
-                bias = None if item.bias is None else item.bias.to(tdev, dtype)
-                self.mapped.append(mm)
-                if conv:
-                    self.layers.append(MappedConv2d(name, mm, bias, self.chunk_elements, item.module))
+                names.append(next_name("conv" if isinstance(item.module, nn.Conv2d) else "linear"))
+            elif isinstance(item, BATCHNORMS):
+                names.append(next_name("batchnorm"))
+            else:
+                names.append(next_name(type(item).__name__.lower()))
+        self.overrides = self._check_overrides(overrides or {}, [n for n, it in zip(names, chain) if isinstance(it, Folded)])
+        seed = int(self.generator.initial_seed())
+        for name, item in zip(names, chain):
+            if isinstance(item, Folded):
+                sw = _software_twin(item, dtype, tdev)
+                mm = self._build_matrix(name, item.weight.to(tdev))  # the float64 fold, as the chip's target
+                bias = None if sw.bias is None else sw.bias.detach()  # shares storage with the software bias
+                if isinstance(item.module, nn.Conv2d):
+                    self.layers.append(MappedConv2d(name, mm, bias, self.chunk_elements, item.module, seed))
                 else:
-                    self.layers.append(MappedLinear(name, mm, bias, self.chunk_elements))
+                    self.layers.append(MappedLinear(name, mm, bias, self.chunk_elements, seed))
+                software.append(sw)
             elif isinstance(item, BATCHNORMS):
                 scale, shift = _bn_affine(item)
-                self.layers.append(ChannelAffine(next_name("batchnorm"), scale.to(tdev, dtype), shift.to(tdev, dtype)))
+                self.layers.append(ChannelAffine(name, scale.to(tdev, dtype), shift.to(tdev, dtype)))
+                software.append(nn.Identity())
             else:
-                self.layers.append(DigitalLayer(next_name(type(item).__name__.lower()), copy_module(item)))
-        if not self.mapped:
+                self.layers.append(DigitalLayer(name, copy_module(item)))
+                software.append(nn.Identity())
+        #: the software weights (folded), one module per layer (Identity for digital layers)
+        self.software = nn.ModuleList(software)
+        if not any(layer.kind == "mapped" for layer in self.layers):
             raise UnsupportedLayerError("model has no Linear or Conv2d layer to map onto crossbars")
         self.input_shape: tuple[int, ...] | None = None
         self.calibrated = False
+        self._calib_x: Tensor | None = None
+
+    @classmethod
+    def from_hardware(cls, model: nn.Module, hardware, **kwargs) -> CrossbarNetwork:
+        """Build from an :class:`algorithms.base.Hardware` (device, spec, converters, generator, overrides)."""
+        return cls(
+            model, hardware.device, hardware.spec, hardware.dac, hardware.adc, generator=hardware.generator,
+            dtype=hardware.dtype, drift_compensation=hardware.drift_compensation, overrides=hardware.overrides, **kwargs,
+        )
+
+    @staticmethod
+    def _check_overrides(overrides: dict, names: list[str]) -> dict:
+        for name, o in overrides.items():
+            if name not in names:
+                raise ValueError(f"overrides: got layer {name!r}; the model's weight layers are {', '.join(names)}")
+            if not isinstance(o, dict):
+                raise ValueError(f"overrides.{name}: got {type(o).__name__}; expected a dict with keys {', '.join(_OVERRIDE_KEYS)}")
+            bad = sorted(set(o) - set(_OVERRIDE_KEYS))
+            if bad:
+                raise ValueError(f"overrides.{name}.{bad[0]}: unknown key; allowed: {', '.join(_OVERRIDE_KEYS)}")
+        return dict(overrides)
+
+    def layer_settings(self, name: str) -> tuple[Device, CrossbarSpec | None, DAC | None, ADC | None]:
+        """``(device, spec, dac, adc)`` of weight layer ``name`` (defaults unless overridden)."""
+        o = self.overrides.get(name, {})
+        return tuple(o.get(k, d) for k, d in zip(_OVERRIDE_KEYS, self.defaults))  # type: ignore[return-value]
+
+    def _build_matrix(self, name: str, w: Tensor) -> MappedMatrix:
+        device, spec, dac, adc = self.layer_settings(name)
+        return MappedMatrix(
+            w.reshape(w.shape[0], -1), device, spec, dac, adc, generator=self.generator, dtype=self.dtype,
+            drift_compensation=self.drift_compensation, name=name,
+        )
+
+    # -- structure ---------------------------------------------------------------------------
+    @property
+    def mapped(self) -> list[MappedMatrix]:
+        """The mapped matrices, in network order."""
+        return [layer.mm for layer in self.layers if layer.kind == "mapped"]
+
+    @property
+    def layer_names(self) -> list[str]:
+        """Names of the weight layers (keys of ``overrides``)."""
+        return [layer.name for layer in self.layers if layer.kind == "mapped"]
 
     @property
     def n_arrays(self) -> int:
         return sum(m.n_arrays for m in self.mapped)
 
+    def software_weights(self) -> dict[str, tuple[Tensor, Tensor | None]]:
+        """``{layer: (weight, bias)}`` of the software model (folded), detached."""
+        out = {}
+        for layer, sw in zip(self.layers, self.software):
+            if layer.kind == "mapped":
+                out[layer.name] = (sw.weight.detach(), None if sw.bias is None else sw.bias.detach())
+        return out
+
+    # -- programming -------------------------------------------------------------------------
+    @torch.no_grad()
+    def program_weights(self, recalibrate: bool = True) -> None:
+        """Write the current software weights onto the chips (after training them).
+
+        With a re-programmable :class:`MappedMatrix` (``program``) the same chip is re-written
+        (device-to-device variation and faults kept); otherwise each matrix is rebuilt from the
+        network's generator with its calibrated converters. Converter ranges are re-calibrated
+        on the last calibration batch when ``recalibrate``.
+        """
+        for layer, sw in zip(self.layers, self.software):
+            if layer.kind != "mapped":
+                continue
+            w = sw.weight.detach().reshape(sw.weight.shape[0], -1)
+            if hasattr(layer.mm, "program") and hasattr(layer.mm, "weights"):
+                layer.mm.program(w)
+            else:
+                old = layer.mm
+                device, spec, _, _ = self.layer_settings(layer.name)
+                layer.mm = MappedMatrix(
+                    w, device, spec, old.dac, old.adc, generator=self.generator, dtype=self.dtype,
+                    drift_compensation=self.drift_compensation, name=layer.name,
+                )
+            layer.bias = None if sw.bias is None else sw.bias.detach()
+        if recalibrate and self._calib_x is not None:
+            self.calibrate(self._calib_x)
+
+    @torch.no_grad()
+    def reprogram(self, seed: int | None = None) -> None:
+        """New chips for the same network: a new generator (``seed``, or OS entropy when ``None``),
+        every matrix re-drawn (programming noise, device-to-device variation, faults, ADC errors)
+        with the current software weights, and the converters re-calibrated on the last
+        calibration batch. The layers, software weights and overrides stay."""
+        tdev = self.generator.device
+        self.generator = torch.Generator(device=tdev).manual_seed(int(seed)) if seed is not None else fresh_generator(tdev)
+        new_seed = int(self.generator.initial_seed())
+        for layer, sw in zip(self.layers, self.software):
+            if layer.kind == "mapped":
+                layer.mm = self._build_matrix(layer.name, sw.weight.detach())
+                layer.calib_seed = new_seed
+        self.calibrated = False
+        if self._calib_x is not None:
+            self.calibrate(self._calib_x)
+
+    # -- time ---------------------------------------------------------------------------------
     def set_time(self, t_s: float) -> None:
         """Evaluate every array ``t_s`` seconds after programming."""
         for m in self.mapped:
@@ -265,46 +393,61 @@ class CrossbarNetwork:
 
     def set_drift_compensation(self, enabled: bool) -> None:
         """Switch global drift compensation (all-ones reference read) on or off for every layer."""
+        self.drift_compensation = bool(enabled)
         for m in self.mapped:
             m.drift_compensation = bool(enabled)
 
+    # -- inference ----------------------------------------------------------------------------
     @torch.no_grad()
     def calibrate(self, x: Tensor) -> None:
         """Set converter ranges layer by layer on the hardware activations of ``x``.
 
         Each layer's DAC range comes from all its inputs; its ADC range statistics from at most
-        ``chunk_elements``-bounded rows of them (a fixed-seed random subset of the receptive
-        fields of a convolution when there are more).
+        ``chunk_elements``-bounded rows of them (a random subset of the receptive fields of a
+        convolution when there are more, drawn with a seed derived from the network's generator).
         """
         x = x.to(self.generator.device, self.dtype)
+        self._calib_x = x
         self.input_shape = tuple(x.shape[1:])
         for layer in self.layers:
             x = layer.calibrate(x)
         self.calibrated = True
 
-    @torch.no_grad()
     def forward(self, x: Tensor, ledger: EnergyLedger | None = None) -> Tensor:
-        """The hardware output for ``x [B, ...]``; energy, events and op counts go to ``ledger``."""
+        """The hardware output for ``x [B, ...]``; energy, events and op counts go to ``ledger``.
+
+        With gradients enabled and trainable software weights, each weight layer passes the
+        gradient of its software twin straight through (see the class docstring).
+        """
         if not self.calibrated:
             raise RuntimeError("CrossbarNetwork: call calibrate(x) before forward")
         x = x.to(self.generator.device, self.dtype)
         b = x.shape[0]
+        ste = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.software.parameters()))
         if ledger is not None:
             ledger.count_inferences(b)
-        for layer in self.layers:
-            if ledger is not None and layer.kind == "mapped":
-                ledger.add_ops(layer.name, macs=b * layer.macs(tuple(x.shape[1:])))
-            x = layer.forward(x, ledger)
+        for layer, sw in zip(self.layers, self.software):
+            if layer.kind == "mapped":
+                if ledger is not None:
+                    ledger.add_ops(layer.name, macs=b * layer.macs(tuple(x.shape[1:])))
+                if ste:
+                    with torch.no_grad():
+                        y_hw = layer.forward(x.detach(), ledger)
+                    y_sw = sw(x)
+                    x = y_sw + (y_hw - y_sw).detach()
+                else:
+                    with torch.no_grad():
+                        x = layer.forward(x, ledger)
+            else:
+                x = layer.forward(x, ledger)
         return x
-
-    __call__ = forward
 
     def op_counts(self, input_shape: tuple[int, ...] | None = None) -> dict[str, int]:
         """Multiply-accumulates per inference of each weight layer, ``{name: #MAC}`` in network order.
 
         ``#MAC_l = fan-in_l × #outputs_l`` (Linear: ``in·out``; Conv2d:
-        ``k_h·k_w·C_in·C_out·H_out·W_out``; REFERENCES Part B §6). ``input_shape`` is one
-        sample's shape (default: the one seen by :meth:`calibrate`).
+        ``k_h·k_w·C_in·C_out·H_out·W_out``; Lee et al., Front. Neurosci. 14:119, 2020).
+        ``input_shape`` is one sample's shape (default: the one seen by :meth:`calibrate`).
         """
         shape = tuple(input_shape) if input_shape is not None else self.input_shape
         if shape is None:
@@ -315,6 +458,17 @@ class CrossbarNetwork:
                 out[layer.name] = int(layer.macs(shape))
             shape = tuple(layer.out_shape(shape))
         return out
+
+
+def _software_twin(item: Folded, dtype: torch.dtype, device: torch.device) -> nn.Module:
+    """The folded layer as a trainable software module of ``dtype`` (weights cast once from the float64 fold)."""
+    m = item.to_module()
+    twin = m.to(device=device, dtype=dtype)
+    with torch.no_grad():
+        twin.weight.copy_(item.weight.to(device, dtype))
+        if item.bias is not None:
+            twin.bias.copy_(item.bias.to(device, dtype))
+    return twin.train(False)
 
 
 def _check_supported(i: int, item: object) -> None:

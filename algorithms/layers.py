@@ -1,6 +1,6 @@
 """The layers of a crossbar network: weight layers on crossbars, digital layers, BatchNorm folding.
 
-Weight layers (DESIGN §6)
+Weight layers
 -------------------------
 * ``Linear``: ``y = x Wᵀ + b`` with ``W [out, in]`` on a :class:`circuits.MappedMatrix`, ``b`` added
   digitally.
@@ -31,13 +31,13 @@ BatchNorm folding
 -----------------
 A ``BatchNorm2d`` after a ``Conv2d`` (or ``BatchNorm1d`` after a ``Linear``), with only ``Dropout``
 or ``Identity`` between them, is folded into the preceding weight before mapping (Rueckauer et al.,
-Front. Neurosci. 11:682, 2017, Eq. 7; REFERENCES Part B §4.1)::
+Front. Neurosci. 11:682, 2017, Eq. 7)::
 
     σ = sqrt(var + eps),   W̃ = (γ/σ)·W  (per output channel),   b̃ = (γ/σ)(b − μ) + β
 
 with the running statistics (eval mode). The fold is computed in float64.
 
-Op counts (REFERENCES Part B §6; Lee et al., Front. Neurosci. 14:119, 2020)
+Op counts (Lee et al., Front. Neurosci. 14:119, 2020)
 -------------------------------------------------------------------------
 ``#MAC_l = fan-in_l × #outputs_l``: ``in·out`` for a Linear on ``[B, in]`` (times the leading
 non-batch positions for higher-rank inputs), ``k_h·k_w·C_in · C_out·H_out·W_out`` for a Conv2d
@@ -199,12 +199,16 @@ def hw_matmul(mm: MappedMatrix, x: Tensor, ledger: EnergyLedger | None, budget: 
     return torch.cat([mm.matmul(x[s : s + step], ledger) for s in range(0, x.shape[0], step)])
 
 
-def _calibration_rows(x: Tensor, budget: int, mm: MappedMatrix) -> Tensor:
-    """At most ``budget // row cost`` rows of ``x`` (a fixed-seed random subset) for the ADC range statistics."""
+def _calibration_rows(x: Tensor, budget: int, mm: MappedMatrix, seed: int = 0) -> Tensor:
+    """At most ``budget // row cost`` rows of ``x`` (a random subset drawn with ``seed``) for the ADC range statistics.
+
+    ``seed`` comes from the network's generator (its initial seed), so the subset is reproducible
+    with the network and draws nothing from the network's own stream.
+    """
     n_max = max(1, budget // _row_cost(mm))
     if x.shape[0] <= n_max:
         return x
-    idx = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(0))[:n_max]
+    idx = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(int(seed)))[:n_max]
     return x[idx.sort().values.to(x.device)]
 
 
@@ -213,16 +217,28 @@ class _Mapped:
 
     kind = "mapped"
 
-    def __init__(self, name: str, mm: MappedMatrix, bias: Tensor | None, budget: int):
+    def __init__(self, name: str, mm: MappedMatrix, bias: Tensor | None, budget: int, calib_seed: int = 0):
         self.name = name
         self.mm = mm
         self.bias = bias
         self.budget = budget
+        self.calib_seed = int(calib_seed)
 
     def _calibrate_matrix(self, rows: Tensor) -> None:
         # the DAC range (largest |x|) from every row; the ADC range statistics from a bounded subset
         self.mm.dac.calibrate(rows)
-        self.mm.calibrate(_calibration_rows(rows, self.budget, self.mm))
+        self.mm.calibrate(_calibration_rows(rows, self.budget, self.mm, self.calib_seed))
+
+    def forward(self, x: Tensor, ledger: EnergyLedger | None = None) -> Tensor:
+        """The layer on the crossbars: ``product(x)`` plus the digital bias."""
+        y = self.product(x, ledger)
+        return y if self.bias is None else y + self._bias_view(y)
+
+    def _bias_view(self, y: Tensor) -> Tensor:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def product(self, x: Tensor, ledger: EnergyLedger | None = None) -> Tensor:  # pragma: no cover - overridden
+        raise NotImplementedError
 
     def calibrate(self, x: Tensor) -> Tensor:
         self._calibrate_matrix(self._rows(x))
@@ -238,11 +254,14 @@ class MappedLinear(_Mapped):
     def _rows(self, x: Tensor) -> Tensor:
         return x.reshape(-1, self.mm.in_features)
 
-    def forward(self, x: Tensor, ledger: EnergyLedger | None = None) -> Tensor:
+    def product(self, x: Tensor, ledger: EnergyLedger | None = None) -> Tensor:
+        """``x Wᵀ`` on the crossbars (no bias)."""
         if x.shape[-1] != self.mm.in_features:
             raise ValueError(f"{self.name}: got input shape {tuple(x.shape)}; expected [..., {self.mm.in_features}]")
-        y = hw_matmul(self.mm, self._rows(x), ledger, self.budget).reshape(*x.shape[:-1], self.mm.out_features)
-        return y if self.bias is None else y + self.bias
+        return hw_matmul(self.mm, self._rows(x), ledger, self.budget).reshape(*x.shape[:-1], self.mm.out_features)
+
+    def _bias_view(self, y: Tensor) -> Tensor:
+        return self.bias
 
     def out_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (*in_shape[:-1], self.mm.out_features)
@@ -288,8 +307,8 @@ def im2col(
 class MappedConv2d(_Mapped):
     """Conv2d by im2col: ``patches [B·L, C_in·k_h·k_w] @ Wᵀ (crossbars) → [B, C_out, H_out, W_out] + b``."""
 
-    def __init__(self, name: str, mm: MappedMatrix, bias: Tensor | None, budget: int, conv: nn.Conv2d):
-        super().__init__(name, mm, bias, budget)
+    def __init__(self, name: str, mm: MappedMatrix, bias: Tensor | None, budget: int, conv: nn.Conv2d, calib_seed: int = 0):
+        super().__init__(name, mm, bias, budget, calib_seed)
         self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
         self.kernel_size = tuple(conv.kernel_size)
         self.stride = tuple(conv.stride)
@@ -318,7 +337,8 @@ class MappedConv2d(_Mapped):
         self._out_hw(x.shape[2], x.shape[3])
         return im2col(x, self.kernel_size, self.stride, self.padding, self.dilation)
 
-    def forward(self, x: Tensor, ledger: EnergyLedger | None = None) -> Tensor:
+    def product(self, x: Tensor, ledger: EnergyLedger | None = None) -> Tensor:
+        """The convolution ``W * x`` on the crossbars (no bias)."""
         self._check(x)
         b = x.shape[0]
         h_out, w_out = self._out_hw(x.shape[2], x.shape[3])
@@ -331,8 +351,10 @@ class MappedConv2d(_Mapped):
             y = hw_matmul(self.mm, self._rows(xb), ledger, self.budget)  # [b·L, C_out]
             outs.append(y.reshape(xb.shape[0], n_pos, self.out_channels).transpose(1, 2))
         y = torch.cat(outs) if outs else x.new_zeros(0, self.out_channels, n_pos)
-        y = y.reshape(b, self.out_channels, h_out, w_out)
-        return y if self.bias is None else y + self.bias.reshape(1, -1, 1, 1)
+        return y.reshape(b, self.out_channels, h_out, w_out)
+
+    def _bias_view(self, y: Tensor) -> Tensor:
+        return self.bias.reshape(1, -1, 1, 1)
 
     def out_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (self.out_channels, *self._out_hw(in_shape[-2], in_shape[-1]))
