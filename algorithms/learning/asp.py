@@ -1,0 +1,154 @@
+"""ASP — Adaptive Synaptic Plasticity, "learning to forget" (Panda, Allred, Ramanathan & Roy, IEEE JETCAS
+8(1):51–64, 2018; arXiv 1703.07655).
+
+ASP is Diehl & Cook-style STDP with two changes: a *recovery* (learning) phase whose rate falls as the
+post-neuron becomes active, and a *decay* (leak) phase whose time constant grows with the post-neuron's
+activity and adaptive threshold, so that neurons that learnt significant (often shown) patterns forget
+less while the weights of rarely used neurons leak away and become free for new inputs.
+
+Equations implemented (the forms written in the source talk, Panda, "Re-engineering computing with
+spike-based learning", after the JETCAS paper; symbols as there):
+
+* **Post activity** ``Post_j(t)``: the post-neuron's spike count, ``P_j ← P_j·e^(−dt/τ_post_acc) + s_j``
+  (``tau_post_acc_s = None``: no decay, the cumulative count — "input significance proportional to
+  the number of training patterns shown").
+* **Pre accumulation** ``Pre_acc,i``: the number of spikes of input ``i`` in the current presentation
+  (reset at the start of each image).
+* **Recovery phase** (on a post spike of neuron ``j``), with the pre trace ``Pre_rec = x_pre,i``
+  (nearest-spike, ``τ_pre``)::
+
+      Δw_ij = w_max · η_j · [(x_pre,i − offset) − k_const / 2^(Pre_acc,i)]
+      η_j   = η_0 / (1 + P_j/P_0)                       ("η(t) ∝ 1/Post(t)")
+
+  then ``w`` is clipped to ``[w_min, w_max]``. The talk writes ``η ∝ 1/Post``; the ``1 +`` keeps a
+  silent neuron's rate finite (our choice; ``P_0`` sets where the rate halves).
+* **Decay phase** (between learning events, all synapses)::
+
+      τ_leak,j · dw/dt = −α_exp · (w − w_rest)         (decay = "exp")
+      τ_leak,j · dw/dt = −α_lin      while w > w_rest    (decay = "linear")
+      τ_leak,j = τ_0 · (1 + P_j/P_0) · (1 + θ_j/θ_0)     ("τ_leak ∈ Post(t), (v_thresh + θ)")
+
+  Over an interval ``T`` with ``P`` and ``θ`` held at their values at its start the solution is
+  exact: ``w(T) = w_rest + (w − w_rest)·exp(−α_exp·T/τ_leak)`` and
+  ``w(T) = max(w − α_lin·T/τ_leak, w_rest)`` (cells already below ``w_rest`` do not move).
+  The talk's equation decays to 0 (``w_rest = 0``, the default). The paper's exact functional forms
+  of ``τ_leak(Post, θ)`` and ``η(Post)`` were not available to us; the linear dependences above are
+  our choice (monotone, as the talk states), with the adaptive threshold entering through
+  ``θ/θ_0`` (``theta_ref = None`` drops it).
+
+Hardware: the leak is *digital* — every ``leak_interval`` presentations the decayed weights are
+written back to the array as a weight change (pulses, write energy charged to the training
+ledger). A volatile device that relaxes on its own (the talk's habituating perovskite, Zuo et al.,
+Nat. Commun. 8:240, 2017) would make the leak free, but no retention-vs-state data for such a device
+are available to this project, so that variant is not modelled.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = ["ASPRule", "DECAY_MODES"]
+
+DECAY_MODES = ("exp", "linear")
+
+
+def _check(name: str, value, lo=None, lo_open=False, nullable=False) -> None:
+    if value is None and nullable:
+        return
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise ValueError(f"{name}: got {value!r}; expected a finite number")
+    if lo is not None and (value < lo or (lo_open and value == lo)):
+        raise ValueError(f"{name}: got {value!r}; must be {'>' if lo_open else '≥'} {lo}")
+
+
+@dataclass
+class ASPRule:
+    """The ASP recovery and decay phases (module docstring for the equations).
+
+    All state lives in the caller's tensors: ``post_count [R, out]`` (``P``), ``pre_count [R, in]``
+    (``Pre_acc``), ``x_pre [R, in]``; weights ``w [R, out, in]`` in weight units.
+    """
+
+    eta0: float = 0.01
+    offset: float = 0.4
+    k_const: float = 0.02
+    post_ref: float = 20.0
+    tau_leak0_s: float = 2.0
+    alpha: float = 1.0
+    decay: str = "exp"
+    w_rest: float = 0.0
+    theta_ref: float | None = None
+    tau_pre_s: float = 20e-3
+    tau_post_acc_s: float | None = None
+    w_min: float = 0.0
+    w_max: float = 1.0
+    dt_s: float = 1e-3
+
+    def __post_init__(self):
+        _check("eta0", self.eta0, 0.0)
+        _check("offset", self.offset, 0.0)
+        _check("k_const", self.k_const, 0.0)
+        _check("post_ref", self.post_ref, 0.0, lo_open=True)
+        _check("tau_leak0_s", self.tau_leak0_s, 0.0, lo_open=True)
+        _check("alpha", self.alpha, 0.0)
+        _check("w_rest", self.w_rest)
+        _check("theta_ref", self.theta_ref, 0.0, lo_open=True, nullable=True)
+        _check("tau_pre_s", self.tau_pre_s, 0.0, lo_open=True)
+        _check("tau_post_acc_s", self.tau_post_acc_s, 0.0, lo_open=True, nullable=True)
+        _check("dt_s", self.dt_s, 0.0, lo_open=True)
+        if self.decay not in DECAY_MODES:
+            raise ValueError(f"decay: got {self.decay!r}; allowed: {', '.join(DECAY_MODES)}")
+        if not self.w_min < self.w_max:
+            raise ValueError(f"w_max: got {self.w_max!r}; must exceed w_min = {self.w_min!r}")
+        self.decay_pre = math.exp(-self.dt_s / self.tau_pre_s)
+        self.decay_post_acc = 1.0 if self.tau_post_acc_s is None else math.exp(-self.dt_s / self.tau_post_acc_s)
+
+    # -- activity bookkeeping ----------------------------------------------------------------
+    def update_activity(self, x_pre: Tensor, pre_count: Tensor, post_count: Tensor, pre: Tensor, post: Tensor) -> None:
+        """In place, one step: pre trace (decay, set to 1 on a spike), ``Pre_acc`` += pre, ``P`` decays and += post."""
+        x_pre.mul_(self.decay_pre).masked_fill_(pre > 0, 1.0)
+        pre_count.add_(pre)
+        if self.decay_post_acc != 1.0:
+            post_count.mul_(self.decay_post_acc)
+        post_count.add_(post)
+
+    # -- recovery phase ----------------------------------------------------------------------
+    def learning_rate(self, post_count: Tensor) -> Tensor:
+        """``η_j = η_0/(1 + P_j/P_0)`` ``[R, out]``."""
+        return self.eta0 / (1.0 + post_count / self.post_ref)
+
+    def recovery_dw(self, x_pre: Tensor, pre_count: Tensor, post: Tensor, post_count: Tensor) -> Tensor | None:
+        """``Δw [R, out, in]`` of the post spikes ``post [R, out]`` of this step (``None`` when none).
+
+        ``post_count`` is ``P`` *before* this step's spikes are counted (the rate the neuron had when it fired).
+        """
+        if not bool(post.any()):
+            return None
+        drive = (x_pre - self.offset) - self.k_const * torch.pow(2.0, -pre_count)  # [R, in]
+        eta = self.learning_rate(post_count) * post  # [R, out], zero for silent neurons
+        return self.w_max * eta.unsqueeze(2) * drive.unsqueeze(1)
+
+    def clip(self, w: Tensor) -> Tensor:
+        return w.clamp(self.w_min, self.w_max)
+
+    # -- decay phase -------------------------------------------------------------------------
+    def tau_leak(self, post_count: Tensor, theta: Tensor | None = None) -> Tensor:
+        """``τ_leak,j = τ_0·(1 + P_j/P_0)·(1 + θ_j/θ_0)`` [s], ``[R, out]``."""
+        tau = self.tau_leak0_s * (1.0 + post_count / self.post_ref)
+        if self.theta_ref is not None and theta is not None:
+            tau = tau * (1.0 + theta.clamp(min=0.0) / self.theta_ref)
+        return tau
+
+    def decayed(self, w: Tensor, interval_s: float, tau_leak: Tensor) -> Tensor:
+        """Weights after ``interval_s`` of leak with ``τ_leak [R, out]`` held constant (exact solution)."""
+        if not interval_s >= 0:
+            raise ValueError(f"interval_s: got {interval_s!r}; must be ≥ 0 s")
+        rate = (self.alpha * interval_s / tau_leak).unsqueeze(2)  # [R, out, 1]
+        if self.decay == "exp":
+            return self.w_rest + (w - self.w_rest) * torch.exp(-rate)
+        above = w > self.w_rest
+        return torch.where(above, torch.clamp(w - rate, min=self.w_rest), w)
