@@ -1,0 +1,94 @@
+"""ASP (Panda et al., JETCAS 2018) rule: the decay phase against its ODE, activity-dependent leak,
+the recovery-phase update by hand, parameter errors."""
+
+import math
+
+import pytest
+import torch
+
+from algorithms.learning.asp import ASPRule
+
+
+def _rk4(f, w, t_end, n):
+    h = t_end / n
+    for _ in range(n):
+        k1 = f(w)
+        k2 = f(w + 0.5 * h * k1)
+        k3 = f(w + 0.5 * h * k2)
+        k4 = f(w + h * k3)
+        w = w + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+    return w
+
+
+def test_exponential_decay_without_activity_follows_the_ode():
+    # hand-sized example: 2 neurons × 3 synapses, one neuron with P = 30 spikes, threshold θ = 4 mV
+    rule = ASPRule(tau_leak0_s=0.5, alpha=0.8, post_ref=10.0, theta_ref=2e-3, w_rest=0.05, decay="exp")
+    w0 = torch.tensor([[[0.9, 0.4, 0.05], [0.2, 0.7, 0.01]]], dtype=torch.float64)
+    post = torch.tensor([[0.0, 30.0]], dtype=torch.float64)
+    theta = torch.tensor([[0.0, 4e-3]], dtype=torch.float64)
+    tau = rule.tau_leak(post, theta)
+    assert tau[0, 0].item() == pytest.approx(0.5)
+    assert tau[0, 1].item() == pytest.approx(0.5 * (1 + 30 / 10) * (1 + 4e-3 / 2e-3))
+    # digital leak applied per presentation (0.25 s) for 8 presentations, no activity in between
+    w = w0.clone()
+    for _ in range(8):
+        w = rule.decayed(w, 0.25, tau)
+    # τ_leak dw/dt = −α (w − w_rest), integrated by RK4 (error ≪ 1e-6 at 20k steps)
+    ref = _rk4(lambda x: -rule.alpha * (x - rule.w_rest) / tau.unsqueeze(2), w0.clone(), 2.0, 20_000)
+    assert torch.allclose(w, ref, atol=1e-6, rtol=0)
+    # and the closed form in one go
+    assert torch.allclose(rule.decayed(w0, 2.0, tau), w, atol=1e-12, rtol=0)
+
+
+def test_linear_decay_without_activity_follows_the_ode():
+    rule = ASPRule(tau_leak0_s=1.0, alpha=0.1, post_ref=5.0, decay="linear", w_rest=0.0)
+    w0 = torch.tensor([[[0.9, 0.3, 0.02]]], dtype=torch.float64)
+    tau = rule.tau_leak(torch.tensor([[5.0]], dtype=torch.float64))  # τ = 2 s
+    w = w0.clone()
+    for _ in range(12):
+        w = rule.decayed(w, 0.25, tau)  # 3 s in all: Δw = −α·t/τ = −0.15, floored at w_rest
+    assert torch.allclose(w, torch.tensor([[[0.75, 0.15, 0.0]]], dtype=torch.float64), atol=1e-12, rtol=0)
+
+
+def test_active_neuron_forgets_slower_than_silent_one():
+    rule = ASPRule(tau_leak0_s=1.0, post_ref=10.0, theta_ref=1e-3)
+    w = torch.full((1, 2, 4), 0.8)
+    post = torch.tensor([[0.0, 50.0]])
+    theta = torch.tensor([[0.0, 2.5e-3]])
+    after = rule.decayed(w, 1.0, rule.tau_leak(post, theta))
+    assert (after[0, 1] > after[0, 0]).all()
+    assert after[0, 0, 0].item() == pytest.approx(0.8 * math.exp(-1.0), rel=1e-6)
+    assert after[0, 1, 0].item() == pytest.approx(0.8 * math.exp(-1.0 / (6 * 3.5)), rel=1e-6)
+
+
+def test_recovery_update_by_hand():
+    rule = ASPRule(eta0=0.1, offset=0.4, k_const=0.2, post_ref=10.0, w_max=1.0)
+    x_pre = torch.tensor([[1.0, 0.5, 0.0]])
+    pre_count = torch.tensor([[3.0, 1.0, 0.0]])
+    post = torch.tensor([[1.0, 0.0]])
+    post_count = torch.tensor([[10.0, 0.0]])
+    dw = rule.recovery_dw(x_pre, pre_count, post, post_count)
+    eta = 0.1 / (1 + 10 / 10)
+    want = eta * torch.tensor([(1.0 - 0.4) - 0.2 / 8, (0.5 - 0.4) - 0.2 / 2, (0.0 - 0.4) - 0.2])
+    assert torch.allclose(dw[0, 0], want)
+    assert torch.equal(dw[0, 1], torch.zeros(3))  # silent neuron: no learning
+    assert rule.recovery_dw(x_pre, pre_count, torch.zeros(1, 2), post_count) is None
+    # η ∝ 1/Post: a very active neuron learns ≈ P_0/P times slower
+    assert rule.learning_rate(torch.tensor([990.0])).item() == pytest.approx(0.1 / 100)
+
+
+def test_activity_bookkeeping():
+    rule = ASPRule(tau_pre_s=20e-3, dt_s=1e-3, tau_post_acc_s=None)
+    x_pre, pre_count, post_count = torch.zeros(1, 2), torch.zeros(1, 2), torch.zeros(1, 1)
+    rule.update_activity(x_pre, pre_count, post_count, torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0]]))
+    rule.update_activity(x_pre, pre_count, post_count, torch.tensor([[0.0, 1.0]]), torch.tensor([[1.0]]))
+    assert x_pre[0, 0].item() == pytest.approx(math.exp(-1e-3 / 20e-3))
+    assert x_pre[0, 1].item() == 1.0
+    assert pre_count.tolist() == [[1.0, 1.0]] and post_count.item() == 2.0
+
+
+@pytest.mark.parametrize("kw, key", [({"decay": "cubic"}, "decay"), ({"tau_leak0_s": 0.0}, "tau_leak0_s"),
+                                     ({"post_ref": -1.0}, "post_ref"), ({"theta_ref": 0.0}, "theta_ref")])
+def test_bad_parameters(kw, key):
+    with pytest.raises(ValueError, match=key):
+        ASPRule(**kw)
