@@ -1,8 +1,13 @@
-"""YAML ⇄ typed, validated experiment configuration (DESIGN §7).
+"""YAML ⇄ typed, validated experiment configuration.
 
-Sections mirror the layers: ``device``, ``crossbar`` (size, wires, solver, dac, adc),
-``mapping``, ``algorithm``, ``model``, ``dataset``, ``eval``, ``runtime``, ``sweep`` and
-``seed``. Every error names the dotted key, the bad value and what is allowed.
+Sections mirror the layers: ``device``, ``crossbar`` (size, wires, solver, dac, adc), ``mapping``,
+``algorithm``, ``layers`` (per-layer overrides), ``model``, ``dataset``, ``eval``, ``runtime``,
+``sweep`` and ``seed``. The hardware sections are generated from the engine's own parameter
+objects (:mod:`xbarsim.schema`): ``crossbar:``/``mapping:`` from :class:`circuits.CrossbarSpec`,
+:class:`circuits.DAC` and :class:`circuits.ADC`, ``algorithm:`` from the ``Params`` dataclass of
+every algorithm in :data:`algorithms.registry.ALGORITHMS` (a union tagged by ``name``), and
+``device:`` is checked against the device model's dataclass. Every error names the dotted key,
+the bad value and what is allowed.
 """
 
 from __future__ import annotations
@@ -10,301 +15,460 @@ from __future__ import annotations
 import copy
 import math
 import re
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Union
 
+import torch
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError, create_model
+
+from algorithms.base import param
+from algorithms.registry import ALGORITHMS
+
+from .resources import ResourceError, arrays_for_layer, check_budget
+from .schema import (
+    CrossbarSection,
+    EngineSection,
+    MappingSection,
+    Section,
+    ValueChecker,
+    algorithm_model,
+    build_device,
+    crossbar_objects,
+    section_model,
+)
 
 __all__ = [
     "Config",
     "ConfigError",
+    "config_model",
     "load_config",
     "validate_config",
     "set_dotted",
     "get_dotted",
     "QUICKSTART_PATH",
+    "SEED_MAX",
+    "LAYER_KEYS",
 ]
 
 QUICKSTART_PATH = Path(__file__).with_name("quickstart.yaml")
+#: seeds are in [0, 2^63): torch.Generator.manual_seed's range for a non-negative int64
+SEED_MAX = 2**63
+#: what a ``layers.<name>`` override may hold
+LAYER_KEYS = ("device", "crossbar", "mapping", "dac", "adc")
+#: input shape of the built-in datasets (C, H, W) and their number of classes
+DATASET_SHAPES = {"digits": ((1, 8, 8), 10), "mnist": ((1, 28, 28), 10)}
 
 
 class ConfigError(ValueError):
     """An invalid configuration; the message names the dotted key, the value and what is allowed."""
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+# ------------------------------------------------------------------------------------------------
+# framework sections, written as parameter dataclasses like the engine's (one declaration per key)
+@dataclass
+class DatasetParams:
+    name: str = param("digits", description="digits (scikit-learn, offline) or mnist (IDX files)", choices=("digits", "mnist"))
+    path: str | None = param(None, description="directory of the MNIST IDX files (default: $XBARSIM_DATA)", nullable=True)
+    test_fraction: float = param(0.3, description="digits: held-out fraction", gt=0, lt=1)
+    n_train: int | None = param(None, description="use only the first n training samples", ge=1, nullable=True)
 
 
-class DatasetConfig(_Section):
-    name: Literal["digits", "mnist"] = "digits"
-    path: str | None = Field(None, description="directory of MNIST IDX files (default: $XBARSIM_DATA)")
-    test_fraction: float = Field(0.3, gt=0, lt=1, description="digits: held-out fraction")
-    n_train: int | None = Field(None, ge=1, description="use only the first n training samples")
+@dataclass
+class ModelParams:
+    arch: str = param("mlp", description="built-in model: mlp (Flatten→[Linear→ReLU]*→Linear) or cnn (LeNet-like)",
+                      choices=("mlp", "cnn"))
+    hidden: list[int] = param(default_factory=lambda: [64], description="widths of the hidden fully connected layers", ge=1)
+    channels: list[int] = param(default_factory=lambda: [6, 16], description="cnn: output channels of the conv stages", ge=1)
+    kernel_size: int | None = param(None, description="cnn: conv kernel (default: 3 below 16 px images, else 5)", ge=1,
+                                    nullable=True)
+    batchnorm: bool = param(False, description="cnn: BatchNorm after every conv/hidden layer (folded on crossbars)")
+    bias: bool = param(True, description="layers with bias")
+    epochs: int = param(40, description="training epochs (0: keep the initial or loaded weights)", ge=0)
+    lr: float = param(1e-2, description="Adam learning rate", gt=0)
+    batch_size: int = param(64, description="training batch size", ge=1)
+    weight_decay: float = param(0.0, description="Adam weight decay", ge=0)
+    seed: int = param(0, description="initialisation, shuffling and the digits split", ge=0, lt=SEED_MAX)
+    factory: str | None = param(None, nullable=True, description="'pkg.module:function' or 'file.py:function' returning "
+                                "an nn.Module (module looked up next to the YAML file first); replaces arch")
+    kwargs: dict = param(default_factory=dict, description="keyword arguments of the factory")
+    weights: str | None = param(None, nullable=True, description="state dict saved by torch.save(model.state_dict(), "
+                                "file) and loaded with weights_only=True; the model is not trained")
 
 
-class ModelConfig(_Section):
-    arch: Literal["mlp", "cnn"] = Field("mlp", description="mlp: Flatten→[Linear→ReLU]*→Linear; cnn: LeNet-like (xbarsim.models)")
-    hidden: list[int] = Field(default_factory=lambda: [64], description="widths of the hidden fully connected layers")
-    channels: list[int] = Field(default_factory=lambda: [6, 16], description="cnn: output channels of the conv stages")
-    kernel_size: int | None = Field(None, ge=1, description="cnn: conv kernel (default: 3 below 16 px images, else 5)")
-    batchnorm: bool = Field(False, description="cnn: BatchNorm after every conv/hidden layer (folded on crossbars)")
-    bias: bool = True
-    epochs: int = Field(40, ge=0)
-    lr: float = Field(1e-2, gt=0)
-    batch_size: int = Field(64, ge=1)
-    weight_decay: float = Field(0.0, ge=0)
-    seed: int = 0
-    path: str | None = Field(None, description="a pickled torch nn.Module to use instead of training")
-
-    @field_validator("hidden", "channels")
-    @classmethod
-    def _positive(cls, v):
-        if any(h < 1 for h in v):
-            raise ValueError("every width must be ≥ 1")
-        return v
+@dataclass
+class EvalParams:
+    n_test: int | None = param(None, description="evaluate on the first n test samples (null: all)", ge=1, nullable=True)
+    batch_size: int = param(512, description="evaluation batch size", ge=1)
+    n_calibration: int = param(256, description="training samples used to calibrate DAC/ADC ranges", ge=1)
+    times_s: list[float] = param(default_factory=lambda: [0.0], description="evaluation times after programming", unit="s",
+                                 ge=0, min_items=1)
+    drift_compensation: list[bool] = param(default_factory=lambda: [False], description="global drift compensation "
+                                           "settings to evaluate", min_items=1, scalar_ok=True)
 
 
-class DACConfig(_Section):
-    bits: int | None = Field(8, ge=1, le=16, description="amplitude DAC resolution, or input bits for bit_serial (null: ideal)")
-    x_max: float | None = Field(None, gt=0, description="input full scale (default: calibrated, the largest |x|)")
-    e_1bit_J: float = Field(0.39e-12, ge=0, description="energy per 1-bit row drive [J] (ISAAC DAC budget)")
+@dataclass
+class RuntimeParams:
+    torch_device: str = param("cpu", description="torch device of the simulation: cpu, cuda, cuda:N, mps")
+    dtype: str = param("float32", description="simulation dtype", choices=("float32", "float64"))
+    memory_limit_GB: float | None = param(None, description="refuse experiments estimated above this memory "
+                                          "(null: 80 % of the memory available)", unit="GB", gt=0, nullable=True)
 
 
-#: technology nodes of the NeuroSim SAR fit (circuits.constants)
-_SAR_NODES = {
-    "lstp": (130, 90, 65, 45, 32, 22, 14, 10, 7, 5, 3, 2, 1),
-    "hp": (130, 90, 65, 45, 32, 22, 14, 10, 7),
-}
+DatasetSection = section_model(DatasetParams, "DatasetSection", doc="dataset: what to train and test on.")
+ModelSection = section_model(ModelParams, "ModelSection", doc="model: the software network (built-in, or a factory + weights).")
+EvalSection = section_model(EvalParams, "EvalSection", doc="eval: test set, calibration and evaluation times.")
+RuntimeSection = section_model(RuntimeParams, "RuntimeSection", doc="runtime: torch device, dtype, memory limit.")
 
 
-class ADCConfig(_Section):
-    bits: int | None = Field(8, ge=1, le=16, description="resolution (null: lossless)")
-    range: Literal["calibrate", "max", "fixed"] = "calibrate"
-    percentile: float = Field(99.99, gt=0, le=100)
-    i_range: float | None = Field(None, gt=0, description="full-scale current [A] for range: fixed")
-    cols_per_adc: int = Field(8, ge=1, description="column outputs multiplexed onto one ADC (NeuroSim numColMuxed = 8)")
-    gain_sigma: float = Field(0.0, ge=0, description="static per-ADC gain error, relative σ")
-    offset_sigma_lsb: float = Field(0.0, ge=0, validate_default=True, description="static per-ADC offset σ [LSB]")
-    noise_sigma_lsb: float = Field(0.0, ge=0, validate_default=True, description="per-conversion noise σ [LSB]")
-    energy_model: Literal["survey", "neurosim_sar", "sense_amp", "fixed"] = Field(
-        "survey", validate_default=True, description="survey: max(e_floor_J, fom_J_per_step·2^bits); neurosim_sar: by tech_node_nm; "
-        "sense_amp: 1-bit SA; fixed: e_conv_J"
-    )
-    fom_J_per_step: float = Field(30e-15, ge=0)
-    e_floor_J: float = Field(1e-12, ge=0)
-    roadmap: Literal["lstp", "hp"] = Field("lstp", description="neurosim_sar: ITRS roadmap of the fit")
-    tech_node_nm: int = Field(32, validate_default=True, description="neurosim_sar: technology node [nm]")
-    e_conv_J: float | None = Field(None, ge=0, validate_default=True, description="energy per conversion [J] (fixed; sense_amp override)")
-    t_conv_s: float | None = Field(None, ge=0, description="conversion time [s] (default: (bits+1)·1 ns, NeuroSim SAR)")
-
-    @field_validator("offset_sigma_lsb", "noise_sigma_lsb")
-    @classmethod
-    def _lsb_needs_bits(cls, v, info: ValidationInfo):
-        if v > 0 and info.data.get("bits", 8) is None:
-            raise ValueError("an error in LSB needs a resolution; crossbar.adc.bits is null (lossless)")
-        return v
-
-    @field_validator("energy_model")
-    @classmethod
-    def _sense_amp_one_bit(cls, v, info: ValidationInfo):
-        bits = info.data.get("bits", 1)
-        if v == "sense_amp" and bits not in (1, None):
-            raise ValueError(f"a sense amplifier is a 1-bit converter: needs crossbar.adc.bits = 1 (got {bits})")
-        return v
-
-    @field_validator("tech_node_nm")
-    @classmethod
-    def _node(cls, v, info: ValidationInfo):
-        roadmap = info.data.get("roadmap", "lstp")
-        allowed = _SAR_NODES.get(roadmap, _SAR_NODES["lstp"])
-        if v not in allowed:
-            raise ValueError(f"allowed for roadmap {roadmap!r}: {', '.join(map(str, allowed))}")
-        return v
-
-    @field_validator("e_conv_J")
-    @classmethod
-    def _fixed_needs_energy(cls, v, info: ValidationInfo):
-        if v is None and info.data.get("energy_model") == "fixed":
-            raise ValueError("energy_model 'fixed' needs the energy per conversion [J] (a number ≥ 0)")
-        return v
+def _checked(annotation, default=None, default_factory=None, **meta):
+    kw = {"default_factory": default_factory} if default_factory is not None else {"default": default}
+    return Annotated[Any, BeforeValidator(ValueChecker(annotation, meta))], Field(description=meta.get("description"), **kw)
 
 
-class CrossbarConfig(_Section):
-    rows: int = Field(128, ge=1, le=65536)
-    cols: int = Field(128, ge=2, le=65536)
-    r_wire_row: float = Field(0.0, ge=0, description="row wire resistance per cell [Ω]")
-    r_wire_col: float = Field(0.0, ge=0, description="column wire resistance per cell [Ω]")
-    r_source: float = Field(0.0, ge=0, description="driver output resistance [Ω]")
-    r_sense: float = Field(0.0, ge=0, description="sense (input) resistance of the column amplifier [Ω]")
-    r_access: float = Field(0.0, ge=0, description="1T1R access transistor on-resistance [Ω]")
-    solver: Literal["ideal", "exact"] = "ideal"
-    v_read: float | None = Field(None, gt=0, description="read voltage [V] (default: the device's)")
-    t_read_s: float | None = Field(None, gt=0, description="read pulse width [s] (default: the device's)")
-    dac: DACConfig = Field(default_factory=DACConfig)
-    adc: ADCConfig = Field(default_factory=ADCConfig)
-    input_mode: Literal["amplitude", "bit_serial", "spikes"] = Field(
-        "amplitude", description="amplitude DAC (one read), bit_serial (one read per dac.bits), spikes (binary, no DAC)"
-    )
+class AlgorithmSection(EngineSection):
+    """Placeholder of the ``algorithm:`` section; :func:`config_model` replaces it by the registry's union."""
 
-    @field_validator("input_mode")
-    @classmethod
-    def _bit_serial_needs_bits(cls, v, info: ValidationInfo):
-        dac = info.data.get("dac")
-        if v == "bit_serial" and dac is not None and dac.bits is None:
-            raise ValueError("bit-serial inputs need crossbar.dac.bits (the number of input bits), got null")
-        return v
+    name: str = "ann"
 
 
-class MappingConfig(_Section):
-    scheme: Literal["differential", "offset"] = Field(
-        "differential", description="differential: G+ − G− column pairs; offset: one column per output + reference column"
-    )
-    weight_bits: int | None = Field(None, ge=2, le=16, description="quantise weights to signed integers of this width (null: continuous)")
-    bits_per_cell: int | None = Field(None, ge=1, le=8, description="bit slicing: bits stored per cell (null: one cell per weight)")
+class Config(Section):
+    """A validated experiment. Build with :func:`validate_config`/:func:`load_config` (the ``algorithm``
+    section is a union over the registered algorithms, see :func:`config_model`)."""
 
-    @field_validator("bits_per_cell")
-    @classmethod
-    def _slicing_needs_weight_bits(cls, v, info: ValidationInfo):
-        if v is not None and info.data.get("weight_bits", 8) is None:
-            raise ValueError("bit slicing needs mapping.weight_bits (got null)")
-        return v
-
-
-class AlgorithmConfig(_Section):
-    name: Literal["ann"] = "ann"
-
-
-class EvalConfig(_Section):
-    n_test: int | None = Field(None, ge=1, description="evaluate on the first n test samples")
-    batch_size: int = Field(512, ge=1)
-    n_calibration: int = Field(256, ge=1, description="training samples used to calibrate DAC/ADC ranges")
-    times_s: list[float] = Field(default_factory=lambda: [0.0], description="evaluation times after programming [s]")
-    drift_compensation: list[bool] = Field(default_factory=lambda: [False])
-
-    @field_validator("times_s")
-    @classmethod
-    def _times(cls, v):
-        if not v or any(not (t >= 0 and math.isfinite(t)) for t in v):
-            raise ValueError("must be a non-empty list of finite times ≥ 0 s")
-        return v
-
-    @field_validator("drift_compensation", mode="before")
-    @classmethod
-    def _dc(cls, v):
-        return [v] if isinstance(v, bool) else v
+    name: Annotated[Any, BeforeValidator(ValueChecker(str))] = "experiment"
+    seed: Annotated[Any, BeforeValidator(ValueChecker(int, {"ge": 0, "lt": SEED_MAX}))] = Field(
+        0, description="seeds every random draw of the hardware (device noise, faults, ADC errors)")
+    device: Annotated[Any, BeforeValidator(ValueChecker(dict))] = Field(default_factory=lambda: {"model": "ideal"})
+    crossbar: CrossbarSection = Field(default_factory=CrossbarSection)
+    mapping: MappingSection = Field(default_factory=MappingSection)
+    algorithm: AlgorithmSection = Field(default_factory=AlgorithmSection)
+    layers: Annotated[Any, BeforeValidator(ValueChecker(dict))] = Field(
+        default_factory=dict, description="per-layer overrides: {linear1: {device: {...}, crossbar: {...}, mapping: {...}, "
+        "dac: {...}, adc: {...}}}")
+    model: ModelSection = Field(default_factory=ModelSection)
+    dataset: DatasetSection = Field(default_factory=DatasetSection)
+    eval: EvalSection = Field(default_factory=EvalSection)
+    runtime: RuntimeSection = Field(default_factory=RuntimeSection)
+    sweep: Annotated[Any, BeforeValidator(ValueChecker(dict))] = Field(default_factory=dict)
+    sweep_mode: Annotated[Any, BeforeValidator(ValueChecker(str, {"choices": ("grid", "zip")}))] = Field(
+        "grid", description="grid: every combination; zip: i-th values together")
 
 
-class RuntimeConfig(_Section):
-    torch_device: str = "cpu"
-    dtype: Literal["float32", "float64"] = "float32"
+_MODELS: dict[tuple, type[Config]] = {}
 
 
-class Config(_Section):
-    name: str = "experiment"
-    seed: int = 0
-    device: dict[str, Any] = Field(default_factory=lambda: {"model": "ideal"})
-    crossbar: CrossbarConfig = Field(default_factory=CrossbarConfig)
-    mapping: MappingConfig = Field(default_factory=MappingConfig)
-    algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
-    eval: EvalConfig = Field(default_factory=EvalConfig)
-    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
-    sweep: dict[str, list[Any]] = Field(default_factory=dict)
-    sweep_mode: Literal["grid", "zip"] = Field("grid", description="grid: every combination; zip: i-th values together")
+def config_model() -> type[Config]:
+    """The :class:`Config` subclass whose ``algorithm`` is the union of the registered algorithms."""
+    key = tuple(sorted((n, id(c)) for n, c in ALGORITHMS.items()))
+    if key not in _MODELS:
+        members = [algorithm_model(cls) for _, cls in sorted(ALGORITHMS.items())]
+        if not members:
+            ann: Any = AlgorithmSection
+        elif len(members) == 1:
+            ann = members[0]
+        else:
+            ann = Annotated[Union[tuple(members)], Field(discriminator="name")]  # noqa: UP007
+        default = "ann" if "ann" in ALGORITHMS else (sorted(ALGORITHMS)[0] if ALGORITHMS else "ann")
+        by_name = {m.model_fields["name"].default: m for m in members}
+
+        def factory(_d=default, _m=by_name):
+            return _m[_d]() if _d in _m else AlgorithmSection()
+
+        model = create_model("Config", __base__=Config, algorithm=(ann, Field(default_factory=factory)))
+        model.__module__ = __name__
+        model.__algorithm_models__ = by_name
+        _MODELS[key] = model
+    return _MODELS[key]
 
 
 # ------------------------------------------------------------------------------------------------
-def _format_errors(err: ValidationError, prefix: str = "") -> str:
+def _section_at(loc: tuple) -> Any:
+    """The pydantic model of the section at ``loc`` (YAML keys, algorithm tag removed) or None."""
+    model: Any = config_model()
+    for i, part in enumerate(loc):
+        if model is None:
+            return None
+        if part == "algorithm" and i == 0:
+            model = getattr(config_model(), "__algorithm_models__", {})
+            continue
+        if isinstance(model, dict):
+            model = model.get(part)
+            continue
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return None
+        model = field.annotation if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel) else None
+    return model
+
+
+def _format_errors(err: ValidationError, prefix: str = "", algo: str | None = None) -> str:
     lines = []
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"])
+        loc = tuple(str(p) for p in e["loc"])
+        if loc[:1] == ("algorithm",) and len(loc) > 1 and loc[1] in ALGORITHMS and len(ALGORITHMS) > 1:
+            loc = loc[:1] + loc[2:]
+        key = ".".join(loc)
         key = f"{prefix}{key}" if key else prefix.rstrip(".") or "<root>"
         if e["type"] == "extra_forbidden":
-            lines.append(f"{key}: unknown key (value {e['input']!r}); {_allowed_keys(e['loc'])}")
+            model = _section_at(loc[:-1] if loc[:1] != ("algorithm",) else ("algorithm", algo or "ann"))
+            allowed = ("allowed keys: " + ", ".join(model.model_fields)) if model is not None else "see the documented keys"
+            lines.append(f"{key}: unknown key (value {e['input']!r}); {allowed}")
+        elif e["type"] in ("model_type", "model_attributes_type", "dict_type"):
+            lines.append(f"{key}: got {e['input']!r}; must be a mapping (a section of keys)")
         else:
             msg = e["msg"].removeprefix("Value error, ")
             lines.append(f"{key}: got {e['input']!r}; {msg}")
     return "\n".join(lines)
 
 
-def _allowed_keys(loc: tuple) -> str:
-    model: Any = Config
-    for part in loc[:-1]:
-        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
-        if field is None:
-            return "see the documented keys"
-        model = field.annotation
-    if isinstance(model, type) and issubclass(model, BaseModel):
-        return "allowed keys: " + ", ".join(model.model_fields)
-    return "see the documented keys"
+_REFUSED = {
+    ("model", "path"): "model.path: loading a pickled whole model is refused (unpickling runs code from the file); save "
+    "a state dict instead, torch.save(model.state_dict(), 'w.pt'), and give model: {factory: 'pkg.module:function', "
+    "weights: w.pt} (the factory builds the network, the weights are loaded with weights_only=True)",
+}
 
 
-def _check_device(cfg: Config) -> None:
-    """Build the device once so a bad ``device.*`` key fails at load time with its dotted name."""
-    from device_models import DeviceParameterError
+def _pre_checks(data: dict) -> dict:
+    for (section, key), msg in _REFUSED.items():
+        sec = data.get(section)
+        if isinstance(sec, dict) and key in sec:
+            raise ConfigError(f"{msg} (got {sec[key]!r})")
+    alg = data.get("algorithm")
+    if isinstance(alg, dict):
+        alg = dict(alg)
+        if "name" not in alg:
+            alg["name"] = "ann"
+        if alg["name"] not in ALGORITHMS:
+            raise ConfigError(f"algorithm.name: got {alg['name']!r}; allowed: {', '.join(sorted(ALGORITHMS)) or '(none registered)'}")
+        data = {**data, "algorithm": alg}
+    return data
 
-    from .experiment import build_device
 
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def layer_sections(cfg: Config, name: str) -> tuple[dict, Any, Any]:
+    """``(device dict, crossbar section, mapping section)`` of layer ``name``: the global sections with the
+    ``layers.<name>`` override merged in (the device is replaced when the override names a model or preset)."""
+    over = cfg.layers.get(name) or {}
+    dev = over.get("device")
+    if dev is None:
+        device = cfg.device
+    elif "model" in dev or "preset" in dev:
+        device = dev
+    else:
+        device = _merge(cfg.device, dev)
+    xb = cfg.crossbar.model_dump()
+    xb = _merge(xb, over.get("crossbar") or {})
+    for conv in ("dac", "adc"):
+        if over.get(conv):
+            xb[conv] = _merge(xb[conv], over[conv])
+    mp = _merge(cfg.mapping.model_dump(), over.get("mapping") or {})
+    return device, type(cfg.crossbar).model_validate(xb), type(cfg.mapping).model_validate(mp)
+
+
+def _check_layers(cfg: Config) -> None:
+    for name, over in cfg.layers.items():
+        key = f"layers.{name}"
+        if not isinstance(over, dict):
+            raise ConfigError(f"{key}: got {over!r}; a layer override is a mapping with any of {', '.join(LAYER_KEYS)}")
+        for k, v in over.items():
+            if k not in LAYER_KEYS:
+                raise ConfigError(f"{key}.{k}: unknown key; allowed: {', '.join(LAYER_KEYS)}")
+            if not isinstance(v, dict):
+                raise ConfigError(f"{key}.{k}: got {v!r}; must be a mapping of {k} keys")
+        try:
+            device, xb, mp = layer_sections(cfg, name)
+        except ValidationError as err:
+            msg = _format_errors(err)
+            msg = re.sub(r"^(dac|adc)\.", rf"{key}.\1.", msg, flags=re.M)
+            msg = re.sub(r"^(?!layers\.)(scheme|weight_bits|bits_per_cell)\b", rf"{key}.mapping.\1", msg, flags=re.M)
+            msg = re.sub(r"^(?!layers\.)", f"{key}.crossbar.", msg, flags=re.M)
+            raise ConfigError(msg) from None
+        try:
+            crossbar_objects(xb, mp, prefix=f"{key}.")
+            if over.get("device") is not None:
+                build_device(device, key=f"{key}.device")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+
+def check_torch_device(name: str, key: str = "runtime.torch_device") -> torch.device:
+    """The torch device ``name`` if this machine has it; ``ConfigError`` naming ``key`` otherwise."""
     try:
-        build_device(cfg.device)
-    except (DeviceParameterError, ValueError, TypeError, KeyError) as exc:
-        raise ConfigError(f"device.{exc}" if not str(exc).startswith("device") else str(exc)) from None
+        dev = torch.device(name)
+    except (RuntimeError, ValueError) as exc:
+        raise ConfigError(f"{key}: got {name!r}; not a torch device ({exc}); use cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ConfigError(f"{key}: got {name!r}; CUDA is not available on this machine (torch {torch.__version__}); use cpu")
+        if dev.index is not None and dev.index >= n:
+            raise ConfigError(f"{key}: got {name!r}; this machine has {n} CUDA device(s): cuda:0…cuda:{n - 1}")
+        return dev
+    if dev.type == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ConfigError(f"{key}: got {name!r}; MPS is not available on this machine; use cpu")
+        return dev
+    raise ConfigError(f"{key}: got {name!r}; allowed device types: cpu, cuda, mps")
 
 
-def _check_layout(cfg: Config) -> None:
-    """The mapping must fit the array: ``mapping.*`` × ``crossbar.cols`` checked at load time."""
-    from circuits import CrossbarSpec
+def _is_binary(device) -> bool:
+    flag = getattr(device, "binary", None)
+    if flag is not None:
+        return bool(flag)
+    from device_models import SOTMTJ, STTMTJ
 
-    m = cfg.mapping
+    return isinstance(device, (STTMTJ, SOTMTJ))
+
+
+def _cross_checks(cfg: Config, device) -> None:
+    cls = ALGORITHMS.get(cfg.algorithm.name)
+    if cls is not None and getattr(cls, "supports_binary_devices", True) is False and _is_binary(device):
+        raise ConfigError(
+            f"device: got the binary device {type(device).__name__} ({cfg.device.get('preset') or cfg.device.get('model')}); "
+            f"algorithm {cls.name!r} maps analog weights onto conductances, which a two-state cell cannot hold; use an "
+            "analog device (ideal, rram, pcm, lookup) or an algorithm for binary synapses"
+        )
+    if cls is not None and any(cfg.eval.drift_compensation) and not hasattr(cls, "set_drift_compensation"):
+        raise ConfigError(f"eval.drift_compensation: got {cfg.eval.drift_compensation!r}; algorithm {cls.name!r} has no "
+                          "drift compensation; use [false]")
+    check_torch_device(cfg.runtime.torch_device)
+    _check_sizes(cfg)
+
+
+def _model_param_estimate(cfg: Config) -> tuple[int, list[tuple[int, int]]]:
+    """Parameters of the built-in model and the ``[out, in]`` of its weight layers (before building it)."""
+    (c, h, w), n_cls = DATASET_SHAPES.get(cfg.dataset.name, ((1, 28, 28), 10))
+    m = cfg.model
+    layers: list[tuple[int, int]] = []
+    if m.arch == "cnn":
+        k = m.kernel_size or (3 if min(h, w) < 16 else 5)
+        for c_out in m.channels:
+            layers.append((c_out, c * k * k))
+            h, w = h + 2 * (k // 2) - k + 1, w + 2 * (k // 2) - k + 1
+            if h >= 2 and w >= 2:
+                h, w = h // 2, w // 2
+            c = c_out
+    width = c * max(h, 1) * max(w, 1)
+    for n in m.hidden:
+        layers.append((n, width))
+        width = n
+    layers.append((n_cls, width))
+    return sum(o * i + o for o, i in layers), layers
+
+
+def _check_sizes(cfg: Config) -> None:
+    """Memory (and exact-solve time) estimates from the config alone: refuse before any allocation."""
+    from .resources import CELL_TENSORS, SOLVE_BYTES_PER_CELL, solve_seconds
+
+    spec, _, _ = crossbar_objects(cfg.crossbar, cfg.mapping)
+    itemsize = 8 if cfg.runtime.dtype == "float64" else 4
+    limit = cfg.runtime.memory_limit_GB * 2**30 if cfg.runtime.memory_limit_GB else None
+    items = []
+    cells_one = spec.rows * spec.cols
+    items.append(("one physical array", cells_one * CELL_TENSORS * itemsize, "crossbar.rows / crossbar.cols"))
+    solve_s = 0.0
+    if cfg.model.factory is None:
+        n_params, layers = _model_param_estimate(cfg)
+        key = "model.hidden" if cfg.model.arch == "mlp" else "model.hidden / model.channels"
+        items.append(("software model (Adam training)", n_params * 4 * 4, key))
+        n_arrays = sum(arrays_for_layer(o, i, spec) for o, i in layers)
+        items[0] = (f"{n_arrays} physical arrays of {spec.rows}×{spec.cols}", n_arrays * cells_one * CELL_TENSORS * itemsize,
+                    "crossbar.rows / crossbar.cols" if n_arrays <= len(layers) else key)
+        if spec.solver == "exact":
+            items.append(("exact-solve workspace", n_arrays * cells_one * SOLVE_BYTES_PER_CELL, "crossbar.rows / crossbar.cols"))
+            solve_s = n_arrays * solve_seconds(spec.rows, spec.cols)
+    elif spec.solver == "exact":
+        items.append(("exact-solve workspace (one array)", cells_one * SOLVE_BYTES_PER_CELL, "crossbar.rows / crossbar.cols"))
     try:
-        CrossbarSpec(rows=cfg.crossbar.rows, cols=cfg.crossbar.cols, scheme=m.scheme, weight_bits=m.weight_bits, bits_per_cell=m.bits_per_cell)
-    except ValueError as exc:
+        check_budget(items, limit, solve_s)
+    except ResourceError as exc:
         raise ConfigError(str(exc)) from None
 
 
-def validate_config(data: dict | Config, check_sweep: bool = True) -> Config:
+def validate_config(data: dict | Config | None, check_sweep: bool = True) -> Config:
     """Validate a plain dict (as read from YAML) into a :class:`Config`, raising :class:`ConfigError`."""
-    if isinstance(data, Config):
+    if isinstance(data, BaseModel):
         data = data.model_dump()
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"<root>: got {type(data).__name__}; a config is a mapping of sections")
+    data = _pre_checks(data)
     try:
-        cfg = Config.model_validate(data)
+        cfg = config_model().model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_errors(err)) from None
-    _check_device(cfg)
-    _check_layout(cfg)
+        algo = data.get("algorithm", {}).get("name") if isinstance(data.get("algorithm"), dict) else None
+        raise ConfigError(_format_errors(err, algo=algo)) from None
+    try:
+        device = build_device(cfg.device)
+        crossbar_objects(cfg.crossbar, cfg.mapping)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    _check_layers(cfg)
+    _cross_checks(cfg, device)
     if check_sweep:
-        lengths = {len(v) for v in cfg.sweep.values()}
-        if cfg.sweep_mode == "zip" and len(lengths) > 1:
-            raise ConfigError(
-                "sweep: sweep_mode 'zip' needs lists of equal length; got "
-                + ", ".join(f"{k}: {len(v)}" for k, v in cfg.sweep.items())
-            )
-        for key, values in cfg.sweep.items():
-            if not values:
-                raise ConfigError(f"sweep.{key}: got an empty list; give at least one value")
-            for val in values:
-                point = copy.deepcopy(cfg.model_dump())
-                point["sweep"] = {}
-                try:
-                    set_dotted(point, key, val)
-                except KeyError as exc:
-                    raise ConfigError(f"sweep.{key}: {exc.args[0]}") from None
-                try:
-                    validate_config(point, check_sweep=False)
-                except ConfigError as exc:
-                    raise ConfigError(f"sweep.{key} = {val!r}: {exc}") from None
+        _check_sweep(cfg)
     return cfg
 
 
+def _check_sweep(cfg: Config) -> None:
+    for key, values in cfg.sweep.items():
+        if not isinstance(values, list):
+            raise ConfigError(f"sweep.{key}: got {values!r}; a swept key takes a list of values")
+    lengths = {len(v) for v in cfg.sweep.values()}
+    if cfg.sweep_mode == "zip" and len(lengths) > 1:
+        raise ConfigError(
+            "sweep: sweep_mode 'zip' needs lists of equal length; got " + ", ".join(f"{k}: {len(v)}" for k, v in cfg.sweep.items())
+        )
+    base = cfg.model_dump()
+    base["sweep"] = {}
+    for key, values in cfg.sweep.items():
+        if not values:
+            raise ConfigError(f"sweep.{key}: got an empty list; give at least one value")
+        for val in values:
+            point = copy.deepcopy(base)
+            try:
+                set_dotted(point, key, val)
+            except KeyError as exc:
+                raise ConfigError(f"sweep.{key}: {exc.args[0]}") from None
+            try:
+                validate_config(point, check_sweep=False)
+            except ConfigError as exc:
+                raise ConfigError(f"sweep.{key} = {val!r}: {exc}") from None
+
+
+# ------------------------------------------------------------------------------------------------
+# YAML
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-6``/``8e3`` as floats (YAML 1.2), not as strings."""
+    """SafeLoader that reads ``1e-6``/``8e3`` as floats (YAML 1.2) and refuses duplicate keys."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                hash(key)
+            except TypeError:
+                continue  # the base class reports unhashable keys
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None,
+                    f"duplicate key {key!r} (first at line {seen[key] + 1}, again at line {key_node.start_mark.line + 1}); "
+                    "each key may appear once per section",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
@@ -312,9 +476,23 @@ _Loader.add_implicit_resolver(
     re.compile(r"^[-+]?(?:\d[\d_]*)?(?:\.\d*)?[eE][-+]?\d+$"),
     list("-+0123456789."),
 )
+_Loader.add_constructor("tag:yaml.org,2002:map", _Loader.construct_mapping)
+
+
+def read_yaml(path: Path) -> Any:
+    """The YAML document at ``path`` (``ConfigError`` naming the file for any read or syntax problem)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {exc}") from None
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
+
 
 #: (section, key) of file paths in a config; relative ones are resolved against the YAML file
-PATH_KEYS = (("dataset", "path"), ("model", "path"), ("device", "csv"))
+PATH_KEYS = (("dataset", "path"), ("model", "weights"), ("device", "csv"))
 
 
 def load_config(source: str | Path | dict | Config | None = None) -> Config:
@@ -325,16 +503,15 @@ def load_config(source: str | Path | dict | Config | None = None) -> Config:
         path = Path(source)
         if not path.exists():
             raise ConfigError(f"config file {str(path)!r} does not exist")
-        try:
-            data = yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
-        return validate_config(_resolve_paths(data, path.parent))
+        if path.is_dir():
+            raise ConfigError(f"config file {str(path)!r} is a directory; give a YAML file")
+        return validate_config(resolve_paths(read_yaml(path), path.parent))
     return validate_config(source)
 
 
-def _resolve_paths(data: Any, base: Path) -> Any:
-    """Paths in a YAML file are relative to that file, never to the working directory."""
+def resolve_paths(data: Any, base: Path) -> Any:
+    """Paths in a YAML file are relative to that file, never to the working directory; a model factory
+    ``pkg.module:fn`` whose module is a file next to the YAML becomes ``/abs/pkg/module.py:fn``."""
     if not isinstance(data, dict):
         return data
     for section, key in PATH_KEYS:
@@ -342,6 +519,23 @@ def _resolve_paths(data: Any, base: Path) -> Any:
         val = sec.get(key) if isinstance(sec, dict) else None
         if isinstance(val, str) and val and not Path(val).expanduser().is_absolute():
             sec[key] = str((base / val).resolve())
+    for over in (data.get("layers") or {}).values() if isinstance(data.get("layers"), dict) else ():
+        dev = over.get("device") if isinstance(over, dict) else None
+        if isinstance(dev, dict) and isinstance(dev.get("csv"), str) and not Path(dev["csv"]).expanduser().is_absolute():
+            dev["csv"] = str((base / dev["csv"]).resolve())
+    model = data.get("model")
+    fac = model.get("factory") if isinstance(model, dict) else None
+    if isinstance(fac, str) and ":" in fac:
+        mod, fn = fac.rsplit(":", 1)
+        if mod.endswith(".py"):
+            if not Path(mod).expanduser().is_absolute():
+                model["factory"] = f"{(base / mod).resolve()}:{fn}"
+        else:
+            rel = Path(*mod.split("."))
+            for cand in (base / rel.with_suffix(".py"), base / rel / "__init__.py"):
+                if cand.is_file():
+                    model["factory"] = f"{cand.resolve()}:{fn}"
+                    break
     return data
 
 
@@ -363,3 +557,11 @@ def set_dotted(data: dict, key: str, value: Any) -> None:
             raise KeyError(f"{'.'.join(parts[: i + 1])!r} is not a config section")
         cur = cur[part]
     cur[parts[-1]] = copy.deepcopy(value)
+
+
+def config_fields(section: type) -> list[str]:
+    """YAML keys of a section class (for docs and error messages)."""
+    return [f.name for f in fields(section)]
+
+
+_ = math  # (kept for callers that import math-based helpers from here)
