@@ -27,5 +27,6 @@ def get_algorithm(name: str) -> type[Algorithm]:
 
 
 # -- entries ----------------------------------------------------------------------------------
-# from .ann_algorithm import AnnAlgorithm            # noqa: E402  (name: ann)
-# register_algorithm(AnnAlgorithm)
+from .ann_algorithm import AnnAlgorithm  # noqa: E402  (name: ann)
+
+register_algorithm(AnnAlgorithm)
