@@ -59,6 +59,9 @@ from torch import Tensor
 
 from device_models import Device, DeviceState
 
+from .rules import LearningRule, trace_at, trace_final
+from .synapses import Synapses
+
 __all__ = ["StochasticSTDP", "BinarySynapses", "DEPRESSION_MODES", "SYNAPSE_MODES", "expected_switch_probability"]
 
 DEPRESSION_MODES = ("anti_hebbian", "pre", "both", "none")
@@ -75,13 +78,14 @@ def _check(name: str, value, lo=None, hi=None, lo_open=False, hi_open=False) -> 
 
 
 @dataclass
-class StochasticSTDP:
+class StochasticSTDP(LearningRule):
     """Probabilistic STDP for binary synapses (module docstring for the equations and sources).
 
-    ``tau_pre_s``/``tau_post_s`` are the trace time constants [s] and ``dt_s`` the step [s].
-    :meth:`probabilities` returns the signed switching probability of every synapse for one step
-    (``+P``: towards ON, ``−P``: towards OFF, 0: no attempt), shaped ``[R, out, in]``, or ``None``
-    when nothing is attempted (the usual step: event-driven).
+    A :class:`~algorithms.learning.rules.LearningRule` bound to a synapse object with ``switch(p)``
+    (:class:`BinarySynapses`). ``tau_pre_s``/``tau_post_s`` are the trace time constants [s], ``dt_s``
+    the step [s]. :meth:`probabilities` returns the signed switching probability of every synapse for
+    one step in the crossbar layout ``[R, in, out]`` (``+P``: towards ON, ``−P``: towards OFF, 0: no
+    attempt), or ``None`` when nothing is attempted (the usual step: event-driven).
     """
 
     gamma_pot: float = 0.05
@@ -92,6 +96,7 @@ class StochasticSTDP:
     x_window: float = math.exp(-1.0)
     p_min: float = 1e-3
     dt_s: float = 1e-3
+    reset_traces: bool = True
 
     def __post_init__(self):
         _check("gamma_pot", self.gamma_pot, 0.0, 1.0)
@@ -106,6 +111,45 @@ class StochasticSTDP:
         self.decay_pre = math.exp(-self.dt_s / self.tau_pre_s)
         self.decay_post = math.exp(-self.dt_s / self.tau_post_s)
 
+    # -- LearningRule interface ----------------------------------------------------------------
+    def init_state(self) -> None:
+        s = self.synapses
+        self.x_pre, self.x_post = self.init_traces(s.replicas, s.n_pre, s.n_post, s.device, s.dtype)
+
+    def reset(self) -> None:
+        if self.reset_traces:
+            self.x_pre.zero_()
+            self.x_post.zero_()
+
+    def step(self, pre: Tensor, post: Tensor | None) -> None:
+        """One step: traces, then the switching attempts of this step go to ``synapses.switch`` at once."""
+        if post is None:
+            post = self.x_post.new_zeros(self.x_post.shape)
+        before = self.x_post.clone() if self.depression in ("pre", "both") else self.x_post
+        self.update_traces(self.x_pre, self.x_post, pre, post)
+        p = self.probabilities(pre, post, self.x_pre, before)
+        if p is not None:
+            self.synapses.switch(p)
+
+    def presentation(self, pre: Tensor, post: Tensor) -> None:
+        """A whole presentation ``[T, R, ·]`` with the weights frozen during it (``write_every: image``).
+
+        Post-triggered rules (``anti_hebbian``, ``none``): the attempts of every step with a post spike
+        are made after the presentation, in time order, with the pre trace of that step. Rules with
+        pre-triggered depression fall back to one :meth:`step` per time step.
+        """
+        if self.depression in ("pre", "both"):
+            return LearningRule.presentation(self, pre, post)
+        steps = torch.nonzero(post.reshape(post.shape[0], -1).any(1)).flatten().tolist()
+        if steps:
+            x_pre = trace_at(pre[: steps[-1] + 1], self.decay_pre, self.x_pre)
+            for t in steps:
+                p = self.probabilities(pre[t], post[t], x_pre[t], self.x_post)
+                if p is not None:
+                    self.synapses.switch(p)
+        self.x_pre.copy_(trace_final(pre, self.decay_pre, self.x_pre))
+        self.x_post.copy_(trace_final(post, self.decay_post, self.x_post))
+
     # -- traces -----------------------------------------------------------------------------
     def init_traces(self, replicas: int, n_in: int, n_out: int, device=None, dtype=torch.float32):
         """``(x_pre [R, in], x_post [R, out])``, all zero."""
@@ -119,7 +163,7 @@ class StochasticSTDP:
 
     # -- the rule ---------------------------------------------------------------------------
     def probabilities(self, pre: Tensor, post: Tensor, x_pre: Tensor, x_post_before: Tensor) -> Tensor | None:
-        """Signed switching probabilities ``[R, out, in]`` for one step, or ``None`` (no attempt).
+        """Signed switching probabilities ``[R, in, out]`` for one step, or ``None`` (no attempt).
 
         ``pre [R, in]`` and ``post [R, out]`` are this step's spikes (0/1), ``x_pre`` the pre trace
         *after* this step's update (so a coincident pre spike counts as Δt = 0) and
@@ -131,13 +175,12 @@ class StochasticSTDP:
             return None
         R, n_out = post.shape
         n_in = pre.shape[1]
-        p = torch.zeros(R, n_out, n_in, device=pre.device, dtype=x_pre.dtype)
+        p = torch.zeros(R, n_in, n_out, device=pre.device, dtype=x_pre.dtype)
         if pre_dep:
-            p_off = self.gamma_dep * x_post_before.unsqueeze(2) * pre.unsqueeze(1).to(x_pre.dtype)
-            p = p - p_off
+            p = p - self.gamma_dep * pre.unsqueeze(2).to(x_pre.dtype) * x_post_before.unsqueeze(1)
         if any_post:
-            col = post.unsqueeze(2) > 0  # [R, out, 1]
-            xp = x_pre.unsqueeze(1)  # [R, 1, in]
+            col = post.unsqueeze(1) > 0  # [R, 1, out]
+            xp = x_pre.unsqueeze(2)  # [R, in, 1]
             if self.depression in ("anti_hebbian", "both"):
                 p_col = torch.where(xp >= self.x_window, self.gamma_pot * xp, -self.gamma_dep * (1.0 - xp))
                 p = torch.where(col, p_col.expand_as(p), p)
@@ -164,13 +207,18 @@ def expected_switch_probability(device: Device, p: float, t_pulse_s: float, curr
     return float(pp.mean())
 
 
-class BinarySynapses:
-    """``k`` binary elements per synapse, ``[R, out, in]`` each, in software or on MTJ cells.
+class BinarySynapses(Synapses):
+    """``k`` binary elements per synapse in the crossbar layout ``[R, in, out]``, in software or on MTJ cells.
+
+    Implements the synapse interface of :mod:`algorithms.learning.synapses` (``read``, ``switch``,
+    ``weights``, ``normalise`` with ``"gain"``/``"none"``; binary cells take switching probabilities,
+    not ``Δw``). Cells are stored post-major ``[R, out, in]`` so that the columns of the neurons that
+    spiked are gathered and written together (event-driven).
 
     Parameters
     ----------
-    replicas, n_out, n_in:
-        Shape: ``R`` independent networks, ``out`` post neurons (columns), ``in`` inputs (rows).
+    replicas, n_pre, n_post:
+        ``R`` independent networks, ``in`` inputs (rows), ``out`` post neurons (columns).
     mode:
         ``"bernoulli"`` (software draws) or ``"device"`` (MTJ cells decide; needs a device with
         ``switch``/``current_for_probability``).
@@ -183,16 +231,19 @@ class BinarySynapses:
     t_pulse_s, current_scale:
         Device mode: write pulse width [s] (``None``: the device's ``t_write_s``) and the factor on the
         nominal-calibrated current (1: calibrated; ≠ 1: a miscalibrated driver or a current sweep).
+    ledger:
+        Default ledger for the write and read energy (the network sets it to its training ledger).
     """
 
-    def __init__(self, replicas: int, n_out: int, n_in: int, *, mode: str = "bernoulli", device: Device | None = None,
+    def __init__(self, replicas: int, n_pre: int, n_post: int, *, mode: str = "bernoulli", device: Device | None = None,
                  element_scales=(1.0,), w_min: float = 0.0, w_max: float = 1.0, p_init: float = 0.1,
                  t_pulse_s: float | None = None, current_scale: float = 1.0, p_max: float = 1.0 - 1e-6,
-                 generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32, name: str = "synapses"):
+                 generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32, name: str = "synapses",
+                 ledger=None):
         if mode not in SYNAPSE_MODES:
             raise ValueError(f"synapse: got {mode!r}; allowed: {', '.join(SYNAPSE_MODES)}")
-        scales = [float(s) for s in element_scales]
-        if not scales or any(not (0.0 < s <= 1.0) for s in scales):
+        scales = [float(x) for x in element_scales]
+        if not scales or any(not (0.0 < x <= 1.0) for x in scales):
             raise ValueError(f"element_scales: got {element_scales!r}; expected a non-empty list of numbers in (0, 1]")
         _check("w_max", w_max)
         _check("w_min", w_min, hi=w_max, hi_open=True)
@@ -203,32 +254,28 @@ class BinarySynapses:
             if device is None or not hasattr(device, "current_for_probability") or not hasattr(device, "switch"):
                 raise ValueError(f"synapse: 'device' mode needs a binary stochastic device (stt_mtj, sot_mtj); got "
                                  f"{getattr(device, 'name', device)!r}")
-        self.R, self.n_out, self.n_in = int(replicas), int(n_out), int(n_in)
-        self.mode, self.device, self.scales, self.k = mode, device, scales, len(scales)
-        self.w_min, self.w_max = float(w_min), float(w_max)
-        self.generator = generator if generator is not None else torch.Generator()
-        self.dtype, self.name = dtype, name
+        gen = generator if generator is not None else torch.Generator()
+        super().__init__(replicas, n_pre, n_post, w_min, w_max, gen.device, dtype)
+        self.mode, self.cell, self.scales, self.k = mode, device, scales, len(scales)
+        self.generator, self.name, self.ledger = gen, name, ledger
         self.current_scale, self.p_max = float(current_scale), float(p_max)
         self.t_pulse_s = float(t_pulse_s if t_pulse_s is not None else getattr(device, "t_write_s", 1e-8))
         _check("t_pulse_s", self.t_pulse_s, 0.0, lo_open=True)
-        self.attempts = 0.0
-        self.switches = 0.0
-        shape = (self.R, self.n_out, self.n_in)
-        tdev = self.generator.device
-        bits = [torch.rand(shape, generator=self.generator, device=tdev) < p_init for _ in scales]
+        self.attempts = 0.0  # element write attempts (pulses) so far
+        self.switches = 0.0  # elements that changed state
+        self.write_energy_J = 0.0
+        shape = (self.replicas, self.n_post, self.n_pre)
+        bits = [torch.rand(shape, generator=gen, device=gen.device) < p_init for _ in scales]
+        self._reads: Tensor | None = None
         if mode == "bernoulli":
-            self.bits = bits
-            self.states = None
+            self.bits, self.states = bits, None
         else:
             self.bits = None
-            self.states = []
-            for b in bits:
-                st = device.new_state(shape, self.generator, dtype)
-                self.states.append(device._with_bits(st, b))
-            v = device.v_read
-            self.g_on_nom = device.g_p
-            self.g_ref = device.g_p / (1.0 + device.tmr_at(v))  # reference column: nominal AP at the read bias
-            self.v_read = v
+            self.states = [device._with_bits(device.new_state(shape, gen, dtype), b) for b in bits]
+            self.v_read = float(device.v_read)
+            self.t_read_s = float(device.t_read_s)
+            self.g_on_nom = float(device.g_p)
+            self.g_ref = float(device.g_p / (1.0 + device.tmr_at(self.v_read)))  # nominal AP at the read bias
         self._w: Tensor | None = None
 
     # -- state ------------------------------------------------------------------------------
@@ -237,58 +284,94 @@ class BinarySynapses:
         """Siemens per weight unit of the summed column (device mode)."""
         return self.k * (self.g_on_nom - self.g_ref) / (self.w_max - self.w_min)
 
-    def on_fraction(self) -> Tensor:
-        """``(1/k)·Σ_m b_m`` per synapse in [0, 1] (device mode: from the cells' P/AP state)."""
+    def _on(self) -> Tensor:
         if self.mode == "bernoulli":
-            on = sum(b.to(self.dtype) for b in self.bits)
-        else:
-            on = sum(self.device.is_parallel(s).to(self.dtype) for s in self.states)
-        return on / self.k
+            return sum(b.to(self.dtype) for b in self.bits) / self.k
+        return sum(self.cell.is_parallel(st).to(self.dtype) for st in self.states) / self.k
 
-    def conductances(self) -> list[Tensor]:
-        """Read conductance [S] of every element at ``v_read`` (device mode)."""
-        return [self.device.read(s, 0.0, self.generator).to(self.dtype) for s in self.states]
+    def on_fraction(self) -> Tensor:
+        """``(1/k)·Σ_m b_m`` per synapse in [0, 1], ``[R, in, out]`` (device mode: the cells' P/AP state)."""
+        return self._on().transpose(1, 2)
 
-    def weights(self) -> Tensor:
-        """Effective weights ``[R, out, in]`` in weight units: what the column currents encode."""
+    def _g(self) -> Tensor:
+        """Summed read conductance of the ``k`` elements [S], ``[R, out, in]``."""
+        return sum(self.cell.read(st, 0.0, self.generator).to(self.dtype) for st in self.states)
+
+    def _w_post_major(self) -> Tensor:
         if self._w is None:
             if self.mode == "bernoulli":
-                self._w = self.w_min + (self.w_max - self.w_min) * self.on_fraction()
+                self._w = self.w_min + (self.w_max - self.w_min) * self._on()
             else:
-                g = sum(self.conductances())
-                self._w = self.w_min + (g - self.k * self.g_ref) / self.g_scale
+                self._w = self.w_min + (self._g() - self.k * self.g_ref) / self.g_scale
         return self._w
+
+    def weights(self) -> Tensor:
+        """Effective weights ``[R, in, out]`` in weight units: what the column currents encode."""
+        return self._w_post_major().transpose(1, 2)
 
     def column_currents(self, spikes: Tensor) -> Tensor:
         """Device mode: ``i_j = v_read·Σ_i s_i·Σ_m (G_ijm − G_ref)`` [A] for spikes ``[R, in]`` → ``[R, out]``."""
         if self.mode != "device":
             raise ValueError("column_currents: only defined for synapse mode 'device'")
-        g = sum(self.conductances()) - self.k * self.g_ref
+        g = self._g() - self.k * self.g_ref
         return self.v_read * torch.einsum("ri,roi->ro", spikes.to(self.dtype), g)
 
+    def read(self, spikes: Tensor, ledger=None) -> Tensor:
+        """``[R, M, in]`` spikes → ``[R, M, out]`` summed weights (ideal readout of the column currents).
+
+        Device mode: the read pulses are counted per row (read disturb, applied at :meth:`flush`) and
+        their energy ``t_read·v_read²·Σ_i s_i·(Σ_j G_ij + k·G_ref)`` (cells and reference column) goes to
+        ``ledger`` component ``array``.
+        """
+        x = spikes.to(self.dtype)
+        y = torch.bmm(x, self.weights())
+        if self.mode == "device":
+            n = x.sum(1)  # [R, in] reads per row
+            self._reads = n if self._reads is None else self._reads + n
+            led = ledger if ledger is not None else self.ledger
+            if led is not None:
+                g_row = self._g().sum(1) + self.k * self.g_ref  # [R, in]: the row's cells and its reference cell
+                led.add(self.name, "array", self.t_read_s * self.v_read**2 * float((n * g_row).sum()), events=float(n.sum()))
+        return y * self.gain if self.gain is not None else y
+
     def input(self, spikes: Tensor) -> Tensor:
-        """Neuron input in weight units, ``Σ_i s_i·w_ij`` ``[R, out]`` (ideal readout of the column currents)."""
-        return torch.bmm(self.weights(), spikes.to(self.dtype).unsqueeze(2)).squeeze(2)
+        """One step: ``[R, in]`` spikes → ``[R, out]`` (``read`` without the bookkeeping)."""
+        y = torch.bmm(spikes.to(self.dtype).unsqueeze(1), self.weights()).squeeze(1)
+        return y * self.gain[:, 0] if self.gain is not None else y
 
     # -- learning ---------------------------------------------------------------------------
-    def apply(self, p: Tensor, ledger=None) -> None:
-        """One write step: signed probabilities ``p [R, out, in]`` (``+``: towards ON); zero = no attempt.
+    def _apply(self, dw: Tensor, ledger) -> None:
+        raise ValueError("binary synapses take switching probabilities (switch), not weight changes (add)")
+
+    def _rescale(self, scale: Tensor, ledger) -> None:
+        raise ValueError("normalisation: 'reprogram' cannot rescale binary synapses; use 'gain' or 'none'")
+
+    def flush(self, ledger=None) -> None:
+        """Apply the read disturb of the reads since the last flush (device mode; STT only)."""
+        super().flush(ledger)
+        if self._reads is not None:
+            self.read_disturb(self._reads)
+            self._reads = None
+
+    def switch(self, p: Tensor, ledger=None) -> None:
+        """One write step: signed probabilities ``p [R, in, out]`` (``+``: towards ON); zero = no attempt.
 
         Only the post-neuron columns with an attempt are touched (event-driven).
         """
-        rows = (p != 0).any(dim=2).reshape(-1)  # flat [R*out]
+        pt = p.transpose(1, 2)  # [R, out, in]
+        rows = (pt != 0).any(dim=2).reshape(-1)  # flat [R*out]
         if not bool(rows.any()):
             return
         idx = rows.nonzero().squeeze(1)
-        pf = p.reshape(self.R * self.n_out, self.n_in).index_select(0, idx)
+        pf = pt.reshape(self.replicas * self.n_post, self.n_pre).index_select(0, idx)
         sign = torch.sign(pf)
         energy = 0.0
-        for m, s in enumerate(self.scales):
-            pm = (pf.abs() * s).clamp(max=self.p_max)
-            att = pm > 0
-            self.attempts += float(att.sum())
+        n_att = 0.0
+        for m, sc in enumerate(self.scales):
+            pm = (pf.abs() * sc).clamp(max=self.p_max)
+            n_att += float((pm > 0).sum())
             if self.mode == "bernoulli":
-                b = self.bits[m].view(self.R * self.n_out, self.n_in)
+                b = self.bits[m].view(self.replicas * self.n_post, self.n_pre)
                 sub = b.index_select(0, idx)
                 u = torch.rand(pm.shape, generator=self.generator, device=pm.device, dtype=pm.dtype)
                 go = u < pm
@@ -298,15 +381,19 @@ class BinarySynapses:
                 b.index_copy_(0, idx, new)
             else:
                 energy += self._switch_device(m, idx, pm, sign)
-        if ledger is not None and self.mode == "device":
-            ledger.add(self.name, "write", energy, events=float((pf != 0).sum()) * self.k)
+        self.attempts += n_att
+        self.write_energy_J += energy
+        led = ledger if ledger is not None else self.ledger
+        if led is not None and self.mode == "device":
+            led.add(self.name, "write", energy, events=n_att)
         self._w = None
 
     def _switch_device(self, m: int, idx: Tensor, pm: Tensor, sign: Tensor) -> float:
-        dev, st = self.device, self.states[m]
-        flat = (self.R * self.n_out, self.n_in)
+        dev, st = self.cell, self.states[m]
+        flat = (self.replicas * self.n_post, self.n_pre)
         g = st.g.reshape(flat)
-        d2d = {k: v.reshape(flat).index_select(0, idx) for k, v in st.d2d.items()}
+        d2d = {k: (v.reshape(flat).index_select(0, idx) if torch.is_tensor(v) and v.shape == st.g.shape else v)
+               for k, v in st.d2d.items()}
         sub = DeviceState(g=g.index_select(0, idx), d2d=d2d, t_prog_s=st.t_prog_s)
         i_nom = dev.current_for_probability(pm.to(torch.float64), self.t_pulse_s)
         i = torch.where(pm > 0, self.current_scale * i_nom * sign.to(torch.float64), i_nom.new_zeros(()))
@@ -320,11 +407,11 @@ class BinarySynapses:
 
     def read_disturb(self, reads_per_row: Tensor) -> None:
         """Device mode: apply the read disturb of ``reads_per_row [R, in]`` read pulses to every cell of the row."""
-        if self.mode != "device" or not getattr(self.device, "read_disturb", False):
+        if self.mode != "device" or not getattr(self.cell, "read_disturb", False):
             return
-        n = reads_per_row.to(torch.float64).unsqueeze(1).expand(self.R, self.n_out, self.n_in)
+        n = reads_per_row.to(torch.float64).unsqueeze(1).expand(self.replicas, self.n_post, self.n_pre)
         for m, st in enumerate(self.states):
-            self.states[m] = self.device.disturb(st, n, self.generator)
+            self.states[m] = self.cell.disturb(st, n, self.generator)
         self._w = None
 
     def force(self, on: bool) -> None:
@@ -332,5 +419,6 @@ class BinarySynapses:
         if self.mode == "bernoulli":
             self.bits = [torch.full_like(b, bool(on)) for b in self.bits]
         else:
-            self.states = [self.device._with_bits(s, torch.full(s.shape, bool(on), device=s.g.device)) for s in self.states]
+            self.states = [self.cell._with_bits(st, torch.full(st.shape, bool(on), device=st.g.device))
+                           for st in self.states]
         self._w = None
