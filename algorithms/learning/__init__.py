@@ -1,0 +1,29 @@
+"""On-line learning on plastic crossbars: rules bound to synapse arrays, and the networks that use them.
+
+* :mod:`.rules` — pair (BindsNET ``PostPre``) and triplet (Diehl & Cook code) STDP; the rule interface.
+* :mod:`.synapses` — the synapse arrays: plain torch (reference) and a crossbar of devices.
+* :mod:`.diehl_cook` — the Diehl & Cook (2015) network, label assignment and vote.
+"""
+
+from .diehl_cook import DiehlCookConfig, DiehlCookNetwork, assign_labels, init_weights, vote
+from .rules import RULES, LearningRule, PairSTDP, TripletSTDP, make_rule, trace_at, trace_final
+from .synapses import NORMALISATIONS, CrossbarSynapses, Synapses, TorchSynapses
+
+__all__ = [
+    "DiehlCookConfig",
+    "DiehlCookNetwork",
+    "assign_labels",
+    "init_weights",
+    "vote",
+    "RULES",
+    "LearningRule",
+    "PairSTDP",
+    "TripletSTDP",
+    "make_rule",
+    "trace_at",
+    "trace_final",
+    "NORMALISATIONS",
+    "CrossbarSynapses",
+    "Synapses",
+    "TorchSynapses",
+]

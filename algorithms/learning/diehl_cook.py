@@ -1,0 +1,393 @@
+"""The Diehl & Cook (2015) network: Poisson input → adaptive excitatory layer ↔ inhibitory layer, label
+assignment and vote (Diehl & Cook, "Unsupervised learning of digit recognition using spike-timing-dependent
+plasticity", Front. Comput. Neurosci. 9:99, 2015; released Brian code ``peter-u-diehl/stdp-mnist``).
+
+Network
+-------
+``n_in`` Poisson inputs (rate = pixel·``max_rate_hz``) → ``n_e`` excitatory neurons through the plastic
+synapses (:mod:`algorithms.learning.synapses`); excitatory neuron ``j`` excites inhibitory neuron ``j``
+(weight ``w_ei``), inhibitory neuron ``j`` inhibits every excitatory neuron but ``j`` (``w_ie``). One step:
+input spikes X(t) are read on the synapses → excitatory layer (with the inhibition of step t−1) → inhibitory
+layer (with the excitatory spikes of step t). Neurons: :mod:`algorithms.neurons.diehl_cook`. Learning:
+:mod:`algorithms.learning.rules`.
+
+Two modes (:meth:`DiehlCookConfig.preset`)
+-----------------------------------------
+* ``paper`` — the released code: dt 0.5 ms, 350 ms presentation + 150 ms rest (input off, state not
+  reset), 63.75 Hz max, conductance-based neurons, triplet rule, θ+ 0.05 mV, τ_θ 1e7 ms, θ₀ 20 mV,
+  column sum 78 before every presentation, initial weights ``0.3·(U + 0.01)``, w_ei 10.4, w_ie 17.0, and
+  "fewer than 5 excitatory spikes → input intensity +1 (of 2, i.e. +31.875 Hz max) and present again".
+  Not reproduced: the random synaptic delays (0–10 ms) of the input connections.
+* ``fast`` — BindsNET 0.3.4 ``DiehlAndCook2015`` as run by its ``eth_mnist`` example: dt 1 ms, 250 ms,
+  128 Hz max, current-based neurons with ``one_spike`` WTA, pair rule ν = (1e-4, 1e-2), w_ei 22.5,
+  w_ie 120, column sum 78.4, initial weights ``0.3·U``, state and traces reset between samples.
+
+Writes: ``write_every: step`` writes Δw after every time step (the reference semantics of both codes);
+``write_every: image`` keeps the weights of a presentation fixed, accumulates its Δw and writes them in
+one burst after it (one programming pass per image: far fewer device operations; the learning rule sees
+the same spikes, the currents differ by the within-image weight change, ≤ ν_post per post spike).
+
+Readout: label assignment by the largest mean response per class over labelled samples (learning off);
+prediction by the Diehl & Cook vote: the class whose assigned neurons have the largest mean spike count.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields, replace
+
+import torch
+from torch import Tensor
+
+from ..encoding import PoissonEncoder
+from ..neurons.diehl_cook import DiehlCookConductanceLIF, DiehlCookCurrentLIF, DiehlCookInhibitoryLIF
+from .rules import LearningRule, PairSTDP, TripletSTDP
+from .synapses import NORMALISATIONS, Synapses
+
+__all__ = ["DiehlCookConfig", "DiehlCookNetwork", "MODES", "WRITE_EVERY", "assign_labels", "vote",
+           "init_weights", "E_NEURON_CURRENT_J", "E_NEURON_CONDUCTANCE_J", "E_TRACE_J", "E_DW_J"]
+
+MODES = ("paper", "fast")
+WRITE_EVERY = ("step", "image")
+
+#: Energy per neuron update [J], digital fp32 at 45 nm (Horowitz, ISSCC 2014: mult 3.7 pJ, add 0.9 pJ) [est]:
+#: current-based: 1 mult (leak) + 3 adds (rest term, input, threshold compare) = 6.4 pJ;
+#: conductance-based: 4 mults + 8 adds (two conductance decays, three driving-force products, sums, compare).
+E_NEURON_CURRENT_J = 3.7e-12 + 3 * 0.9e-12
+E_NEURON_CONDUCTANCE_J = 4 * 3.7e-12 + 8 * 0.9e-12
+#: STDP bookkeeping [est, same source]: one trace decay (1 mult) per neuron and step, one mult-add per Δw entry.
+E_TRACE_J = 3.7e-12
+E_DW_J = 3.7e-12 + 0.9e-12
+
+
+@dataclass
+class DiehlCookConfig:
+    """All constants of one network (SI units). Use :meth:`preset` for the two published parameter sets."""
+
+    mode: str = "fast"
+    n_neurons: int = 100
+    dt_s: float = 1e-3
+    t_present_s: float = 0.25
+    t_rest_s: float = 0.0
+    max_rate_hz: float = 128.0
+    conductance: bool = False
+    rule: str = "pair"
+    nu_pre: float = 1e-4
+    nu_post: float = 1e-2
+    theta_plus: float = 0.05e-3
+    tau_theta_s: float = 1e4
+    norm_total: float = 78.4
+    w_ei: float = 22.5
+    w_ie: float = 120.0
+    w_init_scale: float = 0.3
+    w_init_offset: float = 0.0
+    w_max: float = 1.0
+    one_spike: bool = True
+    min_spikes: int = 0
+    intensity_step: float = 0.5
+    max_retries: int = 10
+    reset_between: bool = True
+    write_every: str = "image"
+    normalisation: str = "reprogram"
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"algorithm.mode: got {self.mode!r}; allowed: {', '.join(MODES)}")
+        if self.rule not in ("pair", "triplet"):
+            raise ValueError(f"algorithm.rule: got {self.rule!r}; allowed: pair, triplet")
+        if self.write_every not in WRITE_EVERY:
+            raise ValueError(f"algorithm.write_every: got {self.write_every!r}; allowed: {', '.join(WRITE_EVERY)}")
+        if self.normalisation not in NORMALISATIONS:
+            raise ValueError(f"algorithm.normalisation: got {self.normalisation!r}; allowed: {', '.join(NORMALISATIONS)}")
+        if int(self.n_neurons) != self.n_neurons or self.n_neurons < 1:
+            raise ValueError(f"algorithm.n_neurons: got {self.n_neurons!r}; must be an integer ≥ 1")
+        for name in ("dt_s", "t_present_s", "max_rate_hz", "w_max", "norm_total"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"algorithm.{name}: got {v!r}; must be a finite number > 0")
+        for name in ("t_rest_s", "nu_pre", "nu_post", "theta_plus", "w_ei", "w_ie", "w_init_scale", "w_init_offset",
+                     "intensity_step"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"algorithm.{name}: got {v!r}; must be a finite number ≥ 0")
+        self.steps = int(round(self.t_present_s / self.dt_s))
+        self.rest_steps = int(round(self.t_rest_s / self.dt_s))
+        if self.steps < 1:
+            raise ValueError(f"algorithm.t_present_s: got {self.t_present_s!r}; shorter than one step dt_s = {self.dt_s!r}")
+
+    @classmethod
+    def preset(cls, mode: str = "fast", **overrides) -> DiehlCookConfig:
+        """The ``paper`` or ``fast`` constants (module docstring), with ``overrides``."""
+        if mode == "paper":
+            base = dict(mode="paper", dt_s=0.5e-3, t_present_s=0.35, t_rest_s=0.15, max_rate_hz=63.75, conductance=True,
+                        rule="triplet", norm_total=78.0, w_ei=10.4, w_ie=17.0, w_init_offset=0.01, one_spike=False,
+                        min_spikes=5, reset_between=False)
+        elif mode == "fast":
+            base = dict(mode="fast")
+        else:
+            raise ValueError(f"algorithm.mode: got {mode!r}; allowed: {', '.join(MODES)}")
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise ValueError(f"algorithm.{unknown[0]}: unknown network constant; allowed: {', '.join(sorted(names))}")
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**base)
+
+    def make_rule(self) -> LearningRule:
+        if self.rule == "pair":
+            return PairSTDP(self.nu_pre, self.nu_post, dt_s=self.dt_s, reset_traces=self.reset_between)
+        return TripletSTDP(self.nu_pre, self.nu_post, dt_s=self.dt_s, reset_traces=self.reset_between)
+
+
+def init_weights(cfg: DiehlCookConfig, n_in: int, replicas: int, generator: torch.Generator | None,
+                 dtype=torch.float32, device=None) -> Tensor:
+    """Initial input weights ``[R, in, out]``: ``w_init_scale·(U[0,1) + w_init_offset)``."""
+    u = torch.rand(replicas, n_in, cfg.n_neurons, generator=generator, dtype=dtype, device=device)
+    return (u + cfg.w_init_offset) * cfg.w_init_scale
+
+
+@dataclass
+class _Stats:
+    steps: int = 0
+    input_spikes: float = 0.0
+    exc_spikes: float = 0.0
+    presentations: int = 0
+    dw_entries: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+class DiehlCookNetwork:
+    """One or ``R`` (``synapses.replicas``) independent Diehl & Cook networks stepped together.
+
+    ``synapses``: a :class:`~algorithms.learning.synapses.Synapses` (software or crossbar) with
+    ``[R, n_in, n_neurons]`` weights; ``rule``: the bound learning rule (default: the config's).
+    """
+
+    def __init__(self, cfg: DiehlCookConfig, synapses: Synapses, generator: torch.Generator | None = None,
+                 rule: LearningRule | None = None):
+        if synapses.n_post != cfg.n_neurons:
+            raise ValueError(f"synapses: {synapses.n_post} columns; algorithm.n_neurons is {cfg.n_neurons}")
+        self.cfg = cfg
+        self.syn = synapses
+        self.generator = generator
+        self.R, self.n_in, self.n = synapses.replicas, synapses.n_pre, synapses.n_post
+        self.device, self.dtype = synapses.device, synapses.dtype
+        self.encoder = PoissonEncoder(cfg.max_rate_hz, cfg.dt_s)
+        if cfg.conductance:
+            self.exc = DiehlCookConductanceLIF(dt_s=cfg.dt_s, theta_plus=cfg.theta_plus, tau_theta_s=cfg.tau_theta_s)
+            self.inh = DiehlCookInhibitoryLIF(dt_s=cfg.dt_s, conductance=True)
+            self.w_unit = 1.0  # a weight is a conductance increment in leak units
+        else:
+            self.exc = DiehlCookCurrentLIF(dt_s=cfg.dt_s, theta_plus=cfg.theta_plus, tau_theta_s=cfg.tau_theta_s,
+                                           one_spike=cfg.one_spike)
+            self.inh = DiehlCookInhibitoryLIF(dt_s=cfg.dt_s, conductance=False, v_init_offset=0.0)
+            self.w_unit = self.exc.w_unit  # 1 mV per weight unit
+        self.rule = (rule or cfg.make_rule()).bind(synapses)
+        self.theta = None
+        self.state = None
+        self.istate = None
+        self.stats = _Stats()
+        self.e_neuron = E_NEURON_CONDUCTANCE_J if cfg.conductance else E_NEURON_CURRENT_J
+
+    # -- state ------------------------------------------------------------------------------------
+    def _train_state(self):
+        if self.state is None:
+            self.state = self.exc.init_state((self.R, 1, self.n), self.device, self.dtype, theta=self.theta)
+            self.theta = self.state.theta
+            self.istate = self.inh.init_state((self.R, 1, self.n), self.device, self.dtype)
+        return self.state, self.istate
+
+    def _fresh_state(self, b: int):
+        """State for inference on ``b`` samples per replica: at rest, θ frozen at its learned value."""
+        theta = self.theta if self.theta is not None else self.exc.init_state((self.R, 1, self.n), self.device, self.dtype).theta
+        st = self.exc.init_state((self.R, b, self.n), self.device, self.dtype, theta=theta)
+        st.v.fill_(self.exc.v_rest)
+        ist = self.inh.init_state((self.R, b, self.n), self.device, self.dtype)
+        ist.v.fill_(self.inh.v_rest)
+        return st, ist
+
+    # -- simulation -------------------------------------------------------------------------------
+    def _run(self, spikes: Tensor, st, ist, learning: bool, ledger=None, record: bool = False):
+        """Simulate ``spikes`` ``[T, R, B, n_in]`` (bool). Returns excitatory spike counts ``[R, B, n]`` and,
+        with ``record``, the excitatory spike train ``[T, R, B, n]`` (bool)."""
+        cfg = self.cfg
+        t_steps, r, b, _ = spikes.shape
+        per_step = learning and cfg.write_every == "step"
+        if not per_step:
+            x = spikes.permute(1, 0, 2, 3).reshape(r, t_steps * b, self.n_in)
+            drive = self.syn.read(x, ledger).view(r, t_steps, b, self.n).permute(1, 0, 2, 3)
+            if self.w_unit != 1.0:
+                drive = drive * self.w_unit
+        counts = torch.zeros(r, b, self.n, device=self.device, dtype=self.dtype)
+        post = torch.zeros(t_steps, r, b, self.n, dtype=torch.bool, device=self.device) if record else None
+        exc, inh, gen = self.exc, self.inh, self.generator
+        conductance = cfg.conductance
+        w_ei = cfg.w_ei * self.w_unit
+        w_ie = cfg.w_ie * self.w_unit
+        inhibition = None
+        t_inh = -1  # last step the (current-based, event-driven) inhibitory layer was brought up to date
+        for t in range(t_steps):
+            if per_step:
+                xt = self.syn.read(spikes[t].to(self.dtype), ledger)
+                if self.w_unit != 1.0:
+                    xt = xt * self.w_unit
+            else:
+                xt = drive[t]
+            if conductance:
+                s, st = exc.step(xt, st, learning, gen, inhibition=inhibition)
+                si, ist = inh.step(s * w_ei if s is not None else None, ist)
+                inhibition = (si.sum(-1, keepdim=True) - si) * w_ie if bool(si.any()) else None
+            else:
+                if inhibition is not None:
+                    xt = xt + inhibition
+                    inhibition = None
+                s, st = exc.step(xt, st, learning, gen)
+                if s is not None:  # the inhibitory layer only has input (and can only spike) now
+                    inh.advance(ist, t - t_inh - 1)
+                    si, ist = inh.step(s * w_ei, ist)
+                    t_inh = t
+                    if bool(si.any()):
+                        inhibition = (si.sum(-1, keepdim=True) - si) * (-w_ie)
+            if s is not None:
+                counts.add_(s)
+                if record:
+                    post[t] = s > 0
+            if per_step:
+                self.rule.step(spikes[t, :, 0].to(self.dtype), s[:, 0] if s is not None else None)
+                self._flush(ledger)
+        if not conductance:
+            inh.advance(ist, t_steps - 1 - t_inh)
+        self.stats.steps += t_steps
+        return counts, post
+
+    def _flush(self, ledger, active: Tensor | None = None) -> None:
+        syn = self.syn
+        if syn.pending is None:
+            return
+        if active is not None and not bool(active.all()):
+            syn.pending[~active] = 0.0
+        self.stats.dw_entries += float((syn.pending != 0).sum())
+        syn.flush(ledger)
+
+    def _rest(self, st, ist, learning: bool, ledger) -> None:
+        """The input-free rest after a presentation (paper mode): the state decays, nothing is reset."""
+        if self.cfg.rest_steps:
+            z = torch.zeros(self.cfg.rest_steps, self.R, 1, self.n_in, dtype=torch.bool, device=self.device)
+            self._present_spikes(z, st, ist, learning, ledger, None)
+
+    def _present_spikes(self, spikes, st, ist, learning, ledger, active):
+        record = learning and self.cfg.write_every == "image"
+        counts, post = self._run(spikes, st, ist, learning, ledger, record=record)
+        if learning:
+            if record:
+                self.rule.presentation(spikes[:, :, 0].to(self.dtype), post[:, :, 0].to(self.dtype))
+            self._flush(ledger, active)
+        return counts
+
+    def present(self, x: Tensor, learning: bool = True, ledger=None) -> Tensor:
+        """Show one sample per replica (``x`` ``[R, n_in]`` or ``[n_in]`` in [0, 1]); returns spike counts ``[R, n]``."""
+        cfg = self.cfg
+        x = x.to(device=self.device, dtype=self.dtype)
+        if x.dim() == 1:
+            x = x.unsqueeze(0).expand(self.R, -1)
+        st, ist = self._train_state()
+        if learning and cfg.normalisation != "none":
+            self.syn.normalise(cfg.norm_total, cfg.normalisation, ledger)
+        scale = torch.ones(self.R, 1, device=self.device, dtype=self.dtype)
+        active = torch.ones(self.R, dtype=torch.bool, device=self.device)
+        result = torch.zeros(self.R, self.n, device=self.device, dtype=self.dtype)
+        for attempt in range(cfg.max_retries + 1):
+            if cfg.reset_between:
+                self.exc.reset(st)
+                self.inh.reset(ist)
+                if learning:
+                    self.rule.reset()
+            p = self.encoder.probability(x, 1.0) if attempt == 0 else -torch.expm1(
+                -x.clamp(0, 1) * (cfg.max_rate_hz * scale) * cfg.dt_s)
+            u = torch.rand(cfg.steps, self.R, 1, self.n_in, generator=self.generator, device=self.device, dtype=self.dtype)
+            spikes = u < p.unsqueeze(1)
+            if attempt:
+                spikes &= active.view(1, -1, 1, 1)
+            counts = self._present_spikes(spikes, st, ist, learning, ledger, active)[:, 0]
+            self.stats.input_spikes += float(spikes.sum())
+            self.stats.presentations += int(active.sum())
+            result = torch.where(active.unsqueeze(1), counts, result)
+            self._rest(st, ist, learning, ledger)
+            if not cfg.min_spikes:
+                break
+            need = active & (counts.sum(1) < cfg.min_spikes)
+            if not bool(need.any()):
+                break
+            active = need
+            scale = scale + cfg.intensity_step * need.unsqueeze(1).to(self.dtype)
+        self.stats.exc_spikes += float(result.sum())
+        self.theta = st.theta
+        if ledger is not None:
+            self._account(ledger, cfg.steps + cfg.rest_steps, learning)
+        return result
+
+    def _account(self, ledger, steps: int, learning: bool) -> None:
+        """Neuron-update and STDP bookkeeping energy of one presentation per replica (module constants)."""
+        e = self.R * 2 * self.n * steps * self.e_neuron
+        ledger.add("neurons", "neuron", e, events=self.R * 2 * self.n * steps)
+        if learning:
+            n_tr = self.R * (self.n_in + self.n) * steps
+            ledger.add("stdp", "digital", n_tr * E_TRACE_J + self.stats.dw_entries * E_DW_J,
+                       events=n_tr + self.stats.dw_entries)
+            self.stats.dw_entries = 0.0
+
+    def responses(self, x: Tensor, batch_size: int = 64, ledger=None) -> Tensor:
+        """Spike counts ``[R, n_samples, n]`` of the frozen network (learning off, θ fixed) for ``x`` ``[n, n_in]``.
+
+        Samples are simulated ``batch_size`` at a time, each from rest. In ``paper`` mode a sample with fewer
+        than ``min_spikes`` spikes is shown again at a higher intensity, as in the released code's test run.
+        """
+        cfg = self.cfg
+        x = x.to(device=self.device, dtype=self.dtype).reshape(x.shape[0], -1)
+        out = []
+        for start in range(0, x.shape[0], batch_size):
+            xb = x[start:start + batch_size]
+            b = xb.shape[0]
+            scale = torch.ones(self.R, b, 1, device=self.device, dtype=self.dtype)
+            todo = torch.ones(self.R, b, dtype=torch.bool, device=self.device)
+            result = torch.zeros(self.R, b, self.n, device=self.device, dtype=self.dtype)
+            for _attempt in range(cfg.max_retries + 1):
+                st, ist = self._fresh_state(b)
+                p = -torch.expm1(-xb.clamp(0, 1).unsqueeze(0) * (cfg.max_rate_hz * scale) * cfg.dt_s)  # [R, b, in]
+                u = torch.rand(cfg.steps, self.R, b, self.n_in, generator=self.generator, device=self.device, dtype=self.dtype)
+                spikes = (u < p.unsqueeze(0)) & todo.view(1, self.R, b, 1)
+                counts, _ = self._run(spikes, st, ist, False, ledger)
+                result = torch.where(todo.unsqueeze(-1), counts, result)
+                if ledger is not None:
+                    e = self.R * b * 2 * self.n * cfg.steps * self.e_neuron
+                    ledger.add("neurons", "neuron", e, events=self.R * b * 2 * self.n * cfg.steps)
+                if not cfg.min_spikes:
+                    break
+                need = todo & (counts.sum(-1) < cfg.min_spikes)
+                if not bool(need.any()):
+                    break
+                todo = need
+                scale = scale + cfg.intensity_step * need.unsqueeze(-1).to(self.dtype)
+            out.append(result)
+            if ledger is not None:
+                ledger.count_inferences(self.R * b)
+        return torch.cat(out, 1)
+
+    def with_config(self, **changes) -> DiehlCookConfig:
+        return replace(self.cfg, **changes)
+
+
+def assign_labels(counts: Tensor, labels: Tensor, n_classes: int) -> Tensor:
+    """Each neuron's class: the largest mean spike count per class (``counts`` ``[R, n, N]``, ``labels`` ``[n]``);
+    −1 for neurons that never fired (Diehl & Cook ``get_new_assignments``). Returns ``[R, N]`` (long)."""
+    onehot = torch.nn.functional.one_hot(labels.to(counts.device).long(), n_classes).to(counts.dtype)  # [n, C]
+    per_class = torch.einsum("rnj,nc->rcj", counts, onehot) / onehot.sum(0).clamp(min=1).view(1, -1, 1)
+    best, cls = per_class.max(1)
+    return torch.where(best > 0, cls, torch.full_like(cls, -1))
+
+
+def vote(counts: Tensor, assignments: Tensor, n_classes: int) -> Tensor:
+    """Diehl & Cook vote: class scores ``[R, n, C]`` = mean spike count of the neurons assigned to each class."""
+    oh = torch.nn.functional.one_hot((assignments + 1).clamp(min=0), n_classes + 1)[..., 1:].to(counts.dtype)  # [R, N, C]
+    sums = torch.bmm(counts, oh)
+    return sums / oh.sum(1, keepdim=True).clamp(min=1)

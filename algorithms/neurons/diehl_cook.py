@@ -1,0 +1,323 @@
+"""Diehl & Cook (2015) neurons: adaptive-threshold LIF (conductance- and current-based) and the inhibitory LIF.
+
+All quantities in SI units (V, s); state tensors ``[R, B, N]`` (replicas, batch, neurons), the adaptive
+threshold ``θ`` ``[R, 1, N]`` (shared by the batch: one network per replica). :meth:`step` returns
+``(spikes, state)`` (snnTorch style) and updates the state in place.
+
+Conductance-based excitatory neuron (:class:`DiehlCookConductanceLIF`, ``mode: paper``)
+----------------------------------------------------------------------------------------
+Diehl & Cook, Front. Comput. Neurosci. 9:99 (2015), Eqs. 1–2 and the released Brian code
+(``peter-u-diehl/stdp-mnist``, ``Diehl&Cook_spiking_MNIST.py``)::
+
+    τ_e dv/dt = (v_rest − v) + g_e·(E_exc − v) + g_i·(E_inh − v)        τ_e = 100 ms
+    dg_e/dt = −g_e/τ_ge (1 ms),  dg_i/dt = −g_i/τ_gi (2 ms)              (g in units of the leak conductance)
+    spike when v > v_thresh + θ − θ_offset and not refractory;  v ← v_reset, θ ← θ + θ+
+    dθ/dt = −θ/τ_θ  (τ_θ = 1e7 ms)
+
+v_rest = v_reset = −65 mV, v_thresh = −52 mV, θ_offset = 20 mV, θ starts at 20 mV, θ+ = 0.05 mV,
+E_exc = 0, E_inh = −100 mV, refractory 5 ms (v held at v_reset); the layer starts at v_rest − 40 mV.
+Integration: forward Euler with step ``dt`` (Brian 1 integrates these bilinear equations with Euler),
+one step being: g ← g·(1 − dt/τ_g) + Δg (the conductance increments of this step's input spikes),
+v ← v + dt/τ·(…) (held at v_reset while refractory), threshold, reset, θ update.
+
+Current-based excitatory neuron (:class:`DiehlCookCurrentLIF`, ``mode: fast``)
+------------------------------------------------------------------------------
+BindsNET 0.3.4 ``DiehlAndCookNodes`` (Hazan et al., Front. Neuroinform. 12:89, 2018): exact exponential
+leak and instantaneous voltage jumps, one step being::
+
+    v ← v_rest + (v − v_rest)·e^(−dt/τ);   θ ← θ·e^(−dt/τ_θ) (learning only)
+    v ← v + x·[refrac ≤ 0];  refrac ← refrac − dt
+    s = v ≥ v_thresh + θ;  refrac[s] ← t_ref;  v[s] ← v_reset;  θ ← θ + θ+·Σ_batch s (learning only)
+    one_spike: of the neurons with s, one (uniformly at random) emits the spike
+
+(``x`` = Σ w over the input spikes, weights in mV: 1 weight unit = ``w_unit`` = 1 mV). As in BindsNET,
+every neuron above threshold is reset and adapts, but only the one picked emits a spike (the stand-in
+for fast winner-take-all inhibition). Defaults: rest −65 mV, reset −60 mV, thresh −52 mV, τ 100 ms,
+refractory 5 ms, θ+ 0.05 mV, τ_θ 1e7 ms.
+
+Inhibitory neuron (:class:`DiehlCookInhibitoryLIF`)
+---------------------------------------------------
+Conductance-based (paper): τ_i dv/dt = (v_rest − v) + g_e·(E_exc − v) + g_i·(E_inh,i − v), τ_i = 10 ms,
+v_rest −60 mV, v_reset −45 mV, v_thresh −40 mV, refractory 2 ms, E_inh,i = −85 mV, τ_ge 1 ms, τ_gi 2 ms.
+Current-based (BindsNET ``LIFNodes``): the same rest/reset/threshold, τ 10 ms, refractory 2 ms, voltage jumps.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "DiehlCookState",
+    "DiehlCookCurrentLIF",
+    "DiehlCookConductanceLIF",
+    "DiehlCookInhibitoryLIF",
+]
+
+
+def _positive(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name}: got {value!r}; must be a finite number > 0")
+
+
+def _finite(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value)):
+        raise ValueError(f"{name}: got {value!r}; must be a finite number")
+
+
+@dataclass
+class DiehlCookState:
+    """Membrane potential ``v`` [V], remaining refractory steps ``refrac``, threshold adaptation ``theta`` [V]
+    (``[R, 1, N]``), and for conductance-based neurons ``g_e``, ``g_i`` (leak-conductance units).
+
+    ``busy`` counts the steps during which some neuron may still be refractory (quiet steps then skip the
+    refractory mask; the result is identical to masking every step).
+    """
+
+    v: Tensor
+    refrac: Tensor
+    theta: Tensor | None = None
+    g_e: Tensor | None = None
+    g_i: Tensor | None = None
+    busy: int = 0
+
+
+def _pick_one(s: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Keep one spike per ``[r, b]`` row of ``s`` (uniformly among the set entries); BindsNET ``one_spike``."""
+    r = torch.rand(s.shape, generator=generator, device=s.device, dtype=torch.float32).to(s.dtype) * s
+    win = r.argmax(-1, keepdim=True)
+    out = torch.zeros_like(s)
+    out.scatter_(-1, win, 1.0)
+    return out * (s.amax(-1, keepdim=True) > 0)
+
+
+def _steps(name: str, t_s: float, dt_s: float) -> int:
+    n = round(t_s / dt_s)
+    if n < 0 or abs(n * dt_s - t_s) > 1e-9 * max(1.0, abs(t_s)):
+        raise ValueError(f"{name}: got {t_s!r} s; must be ≥ 0 and a whole number of steps of dt_s = {dt_s!r} s")
+    return int(n)
+
+
+@dataclass
+class DiehlCookCurrentLIF:
+    """Current-based adaptive-threshold LIF (BindsNET ``DiehlAndCookNodes``; module docstring).
+
+    :meth:`step` takes the voltage jumps [V] of the step (input weights × ``w_unit`` plus inhibition).
+    """
+
+    dt_s: float = 1e-3
+    v_rest: float = -65e-3
+    v_reset: float = -60e-3
+    v_thresh: float = -52e-3
+    tau_s: float = 100e-3
+    refractory_s: float = 5e-3
+    theta_plus: float = 0.05e-3
+    tau_theta_s: float = 1e4
+    one_spike: bool = True
+    w_unit: float = 1e-3
+
+    def __post_init__(self):
+        for name in ("dt_s", "tau_s", "tau_theta_s", "w_unit"):
+            _positive(name, getattr(self, name))
+        for name in ("v_rest", "v_reset", "v_thresh", "refractory_s", "theta_plus"):
+            _finite(name, getattr(self, name))
+        self.decay = math.exp(-self.dt_s / self.tau_s)
+        self._c = self.v_rest * (1.0 - self.decay)
+        self.theta_decay = math.exp(-self.dt_s / self.tau_theta_s)
+        self.refrac_steps = _steps("refractory_s", self.refractory_s, self.dt_s)
+
+    def init_state(self, shape, device=None, dtype=torch.float32, theta: Tensor | None = None) -> DiehlCookState:
+        """State at rest; ``theta`` (``[R, 1, N]``) is carried over when given, else zero."""
+        r, _, n = shape
+        v = torch.full(tuple(shape), self.v_rest, device=device, dtype=dtype)
+        th = theta if theta is not None else torch.zeros(r, 1, n, device=device, dtype=dtype)
+        return DiehlCookState(v=v, refrac=torch.zeros(tuple(shape), device=device, dtype=dtype), theta=th)
+
+    def reset(self, state: DiehlCookState) -> None:
+        """Between samples (BindsNET ``reset_state_variables``): v at rest, refractory cleared, θ kept."""
+        state.v.fill_(self.v_rest)
+        state.refrac.zero_()
+        state.busy = 0
+
+    def step(self, x: Tensor | None, state: DiehlCookState, learning: bool = True,
+             generator: torch.Generator | None = None) -> tuple[Tensor | None, DiehlCookState]:
+        """One step; returns ``(spikes or None when no neuron spiked, state)``."""
+        v = state.v
+        v.mul_(self.decay).add_(self._c)
+        if learning and self.theta_decay != 1.0:
+            state.theta.mul_(self.theta_decay)
+        if state.busy > 0:
+            if x is not None:
+                v.add_(x * (state.refrac <= 0))
+            state.refrac.sub_(1.0)
+            state.busy -= 1
+        elif x is not None:
+            v.add_(x)
+        s = (v - state.theta) >= self.v_thresh
+        if bool(s.any()):
+            state.refrac.masked_fill_(s, float(self.refrac_steps))
+            state.busy = self.refrac_steps + 1
+            v.masked_fill_(s, self.v_reset)
+            s = s.to(v.dtype)
+            if learning:
+                state.theta.add_(self.theta_plus * s.sum(1, keepdim=True))
+            if self.one_spike:
+                s = _pick_one(s, generator)
+            return s, state
+        return None, state
+
+
+@dataclass
+class DiehlCookConductanceLIF:
+    """Conductance-based adaptive-threshold LIF of Diehl & Cook (2015) (module docstring).
+
+    :meth:`step` takes the excitatory conductance increments of the step (input weights; leak units) and
+    ``inhibition``, the inhibitory conductance increments.
+    """
+
+    dt_s: float = 0.5e-3
+    v_rest: float = -65e-3
+    v_reset: float = -65e-3
+    v_thresh: float = -52e-3
+    theta_offset: float = 20e-3
+    theta_init: float = 20e-3
+    tau_s: float = 100e-3
+    tau_ge_s: float = 1e-3
+    tau_gi_s: float = 2e-3
+    e_exc: float = 0.0
+    e_inh: float = -100e-3
+    refractory_s: float = 5e-3
+    theta_plus: float = 0.05e-3
+    tau_theta_s: float = 1e4
+    v_init_offset: float = -40e-3
+
+    def __post_init__(self):
+        for name in ("dt_s", "tau_s", "tau_ge_s", "tau_gi_s", "tau_theta_s"):
+            _positive(name, getattr(self, name))
+        for name in ("v_rest", "v_reset", "v_thresh", "theta_offset", "theta_init", "e_exc", "e_inh",
+                     "refractory_s", "theta_plus", "v_init_offset"):
+            _finite(name, getattr(self, name))
+        if self.dt_s >= self.tau_ge_s * 2 or self.dt_s >= self.tau_gi_s * 2:
+            raise ValueError(f"dt_s: got {self.dt_s!r}; forward Euler needs dt < 2·τ_g (τ_ge {self.tau_ge_s}, τ_gi {self.tau_gi_s})")
+        self.k = self.dt_s / self.tau_s
+        self.ge_decay = 1.0 - self.dt_s / self.tau_ge_s
+        self.gi_decay = 1.0 - self.dt_s / self.tau_gi_s
+        self.theta_decay = 1.0 - self.dt_s / self.tau_theta_s
+        self.refrac_steps = _steps("refractory_s", self.refractory_s, self.dt_s)
+
+    def init_state(self, shape, device=None, dtype=torch.float32, theta: Tensor | None = None) -> DiehlCookState:
+        r, _, n = shape
+        z = torch.zeros(tuple(shape), device=device, dtype=dtype)
+        th = theta if theta is not None else torch.full((r, 1, n), self.theta_init, device=device, dtype=dtype)
+        return DiehlCookState(v=z + (self.v_rest + self.v_init_offset), refrac=z.clone(), theta=th, g_e=z.clone(), g_i=z.clone())
+
+    def reset(self, state: DiehlCookState) -> None:
+        """Nothing: the paper does not reset between examples (a 150 ms rest lets the state decay)."""
+
+    def step(self, x: Tensor | None, state: DiehlCookState, learning: bool = True,
+             generator: torch.Generator | None = None, inhibition: Tensor | None = None) -> tuple[Tensor | None, DiehlCookState]:
+        """One Euler step; returns ``(spikes or None, state)``."""
+        ge, gi, v = state.g_e, state.g_i, state.v
+        ge.mul_(self.ge_decay)
+        if x is not None:
+            ge.add_(x)
+        gi.mul_(self.gi_decay)
+        if inhibition is not None:
+            gi.add_(inhibition)
+        if learning:
+            state.theta.mul_(self.theta_decay)
+        dv = (self.v_rest - v) + ge * (self.e_exc - v) + gi * (self.e_inh - v)
+        if state.busy > 0:
+            free = state.refrac <= 0
+            v.add_(dv * (self.k * free))
+            state.refrac.sub_(1.0)
+            state.busy -= 1
+            s = ((v - state.theta) > self.v_thresh - self.theta_offset) & free
+        else:
+            v.add_(dv * self.k)
+            s = (v - state.theta) > self.v_thresh - self.theta_offset
+        if bool(s.any()):
+            state.refrac.masked_fill_(s, float(self.refrac_steps))
+            state.busy = self.refrac_steps + 1
+            v.masked_fill_(s, self.v_reset)
+            s = s.to(v.dtype)
+            if learning:
+                state.theta.add_(self.theta_plus * s.sum(1, keepdim=True))
+            return s, state
+        return None, state
+
+
+@dataclass
+class DiehlCookInhibitoryLIF:
+    """Inhibitory LIF of Diehl & Cook (2015): conductance-based (``conductance=True``) or BindsNET's current-based.
+
+    :meth:`step` takes conductance increments (conductance-based) or voltage jumps [V] (current-based).
+    :meth:`advance` lets a current-based layer that receives no input catch up ``n`` steps at once
+    (``v ← v_rest + (v − v_rest)·e^(−n·dt/τ)``, the exact result of ``n`` input-free steps).
+    """
+
+    dt_s: float = 0.5e-3
+    conductance: bool = True
+    v_rest: float = -60e-3
+    v_reset: float = -45e-3
+    v_thresh: float = -40e-3
+    tau_s: float = 10e-3
+    tau_ge_s: float = 1e-3
+    tau_gi_s: float = 2e-3
+    e_exc: float = 0.0
+    e_inh: float = -85e-3
+    refractory_s: float = 2e-3
+    v_init_offset: float = -40e-3
+
+    def __post_init__(self):
+        for name in ("dt_s", "tau_s", "tau_ge_s", "tau_gi_s"):
+            _positive(name, getattr(self, name))
+        for name in ("v_rest", "v_reset", "v_thresh", "e_exc", "e_inh", "refractory_s", "v_init_offset"):
+            _finite(name, getattr(self, name))
+        self.decay = math.exp(-self.dt_s / self.tau_s)
+        self.k = self.dt_s / self.tau_s
+        self.ge_decay = 1.0 - self.dt_s / self.tau_ge_s
+        self.gi_decay = 1.0 - self.dt_s / self.tau_gi_s
+        self.refrac_steps = _steps("refractory_s", self.refractory_s, self.dt_s)
+
+    def init_state(self, shape, device=None, dtype=torch.float32) -> DiehlCookState:
+        z = torch.zeros(tuple(shape), device=device, dtype=dtype)
+        if self.conductance:
+            return DiehlCookState(v=z + (self.v_rest + self.v_init_offset), refrac=z.clone(), g_e=z.clone(), g_i=z.clone())
+        return DiehlCookState(v=z + self.v_rest, refrac=z.clone())
+
+    def reset(self, state: DiehlCookState) -> None:
+        if not self.conductance:
+            state.v.fill_(self.v_rest)
+            state.refrac.zero_()
+
+    def advance(self, state: DiehlCookState, n: int) -> None:
+        """``n`` input-free steps of the current-based layer in closed form."""
+        if n > 0:
+            state.v.sub_(self.v_rest).mul_(self.decay**n).add_(self.v_rest)
+            state.refrac.sub_(float(n))
+
+    def step(self, x: Tensor | None, state: DiehlCookState) -> tuple[Tensor, DiehlCookState]:
+        v = state.v
+        if self.conductance:
+            ge = state.g_e.mul_(self.ge_decay)
+            if x is not None:
+                ge.add_(x)
+            gi = state.g_i.mul_(self.gi_decay)
+            dv = (self.v_rest - v) + ge * (self.e_exc - v) + gi * (self.e_inh - v)
+            free = state.refrac <= 0
+            v.add_(dv * (self.k * free))
+            state.refrac.sub_(1.0)
+            s = (v > self.v_thresh) & free
+        else:
+            v.sub_(self.v_rest).mul_(self.decay).add_(self.v_rest)
+            if x is not None:
+                v.add_(x * (state.refrac <= 0))
+            state.refrac.sub_(1.0)
+            s = v >= self.v_thresh
+        state.refrac.masked_fill_(s, float(self.refrac_steps))
+        v.masked_fill_(s, self.v_reset)
+        return s.to(v.dtype), state
