@@ -4,3 +4,12 @@
 from .integrate_fire import IF, LIF, RESETS, IFState, if_scan  # noqa: E402
 
 __all__ = [*globals().get("__all__", []), "IF", "LIF", "IFState", "RESETS", "if_scan"]
+
+from .diehl_cook import (  # noqa: E402
+    DiehlCookConductanceLIF,
+    DiehlCookCurrentLIF,
+    DiehlCookInhibitoryLIF,
+    DiehlCookState,
+)
+
+__all__ = [*__all__, "DiehlCookConductanceLIF", "DiehlCookCurrentLIF", "DiehlCookInhibitoryLIF", "DiehlCookState"]
