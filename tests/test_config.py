@@ -10,7 +10,7 @@ def test_adc_bits_zero():
     with pytest.raises(ConfigError) as e:
         validate_config({"crossbar": {"adc": {"bits": 0}}})
     msg = str(e.value)
-    assert "crossbar.adc.bits" in msg and "got 0" in msg and "greater than or equal to 1" in msg
+    assert "crossbar.adc.bits" in msg and "got 0" in msg and "≥ 1" in msg
 
 
 def test_unknown_key_lists_allowed():
@@ -40,7 +40,7 @@ def test_unknown_device_parameter_and_model():
 
 
 def test_negative_wire_resistance():
-    with pytest.raises(ConfigError, match=r"crossbar\.r_wire_row: got -1\.0; .*greater than or equal to 0"):
+    with pytest.raises(ConfigError, match=r"crossbar\.r_wire_row: got -1\.0; .*≥ 0"):
         validate_config({"crossbar": {"r_wire_row": -1.0}})
 
 

@@ -34,15 +34,20 @@ def format_table(df, columns: list[str] | None = None) -> str:
 
 
 def _cmd_run(args) -> int:
+    from .results import check_format
     from .sweep import run
 
+    # file names first: a bad --out/--breakdown is refused before any model is trained
+    if args.out is not None:
+        check_format(args.out, "--out")
     breakdown = getattr(args, "breakdown", None)
     if breakdown is not None:
-        if breakdown.suffix.lower() not in (".csv", ".parquet"):
-            raise ValueError(f"--breakdown: got {str(breakdown)!r}; the file name must end in .csv or .parquet")
+        check_format(breakdown, "--breakdown")
         if breakdown.exists() and not (args.out and args.out.exists()):
             breakdown.unlink()  # a fresh run (nothing to resume): the breakdown starts afresh too
-    df = run(args.config, out=args.out, progress=not args.quiet, workers=args.workers, scheduler=args.scheduler, breakdown=breakdown)
+    kwargs = {"force": True} if getattr(args, "force", False) else {}
+    df = run(args.config, out=args.out, progress=not args.quiet, workers=args.workers, scheduler=args.scheduler,
+             breakdown=breakdown, **kwargs)
     print(format_table(df))
     if args.out:
         print(f"\nwrote {len(df)} rows to {args.out}", file=sys.stderr)
@@ -83,7 +88,7 @@ def _cmd_spice(args) -> int:
 
     from circuits import crossbar_netlist
 
-    from .config import load_config
+    from .config import check_torch_device, load_config
     from .experiment import build_network, prepare
     from .sweep import expand_sweep
 
@@ -92,7 +97,7 @@ def _cmd_spice(args) -> int:
         raise ValueError(f"--point: got {args.point}; the config has {len(points)} sweep point(s)")
     cfg = points[args.point][1]
     data, model = prepare(cfg)
-    gen = torch.Generator(device=torch.device(cfg.runtime.torch_device)).manual_seed(cfg.seed)
+    gen = torch.Generator(device=check_torch_device(cfg.runtime.torch_device)).manual_seed(cfg.seed)
     net = build_network(cfg, model, gen)  # programs every array (device noise, faults)
     mm = net.mapped[0]
     g = mm.crossbar.g[(0,) * len(mm.crossbar.stack)]
@@ -123,10 +128,13 @@ def _cmd_spice(args) -> int:
 def _executor_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-j", "--workers", type=int, default=1, help="local worker processes for sweep points (default 1)")
     p.add_argument("--scheduler", default=None, help="dask.distributed scheduler address, e.g. tcp://host:8786")
+    p.add_argument("--force", action="store_true",
+                   help="append points whose config or inputs differ from rows already in --out (see README: resuming)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="xbarsim", description="Co-simulate analog in-memory-computing crossbars.")
+    p.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run a config (its sweep, if any) and print the results table")
@@ -170,16 +178,43 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    from .config import ConfigError
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Failures a user can cause (bad config, files, devices, missing extras): one line, exit 2."""
+    return (ValueError, OSError, ImportError, TimeoutError, EOFError)
 
-    args = build_parser().parse_args(argv)
+
+def _warn_line(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"xbarsim: warning: {message}", file=sys.stderr if file is None else file)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``xbarsim`` command. A user error ends in one line ``xbarsim: error: …`` and exit code 2 (``--debug``:
+    the traceback); Ctrl-C ends with exit code 130 and says how to resume."""
+    import warnings
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted anywhere on the line
+    args = build_parser().parse_args([a for a in argv if a != "--debug"])
+    args.debug = debug
     if getattr(args, "metric", "absent") is None:
         args.metric = ["accuracy_hw", "energy_per_inference_J"]
+    if not args.debug:
+        warnings.showwarning = _warn_line
     try:
         return args.func(args)
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
-        print(f"xbarsim: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        if args.debug:
+            raise
+        msg = str(exc).strip() or "interrupted"
+        print(f"xbarsim: {msg}", file=sys.stderr)
+        return 130
+    except _user_errors() as exc:
+        if args.debug:
+            raise
+        msg = "; ".join(line for line in str(exc).splitlines() if line.strip()) if str(exc) else type(exc).__name__
+        if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in msg:
+            msg = f"{exc.filename}: {msg}"
+        print(f"xbarsim: error: {msg}", file=sys.stderr)
         return 2
 
 

@@ -449,6 +449,10 @@ def _check_sweep(cfg: Config) -> None:
 
 # ------------------------------------------------------------------------------------------------
 # YAML
+class _DuplicateKey(ValueError):
+    pass
+
+
 class _Loader(yaml.SafeLoader):
     """SafeLoader that reads ``1e-6``/``8e3`` as floats (YAML 1.2) and refuses duplicate keys."""
 
@@ -461,12 +465,8 @@ class _Loader(yaml.SafeLoader):
             except TypeError:
                 continue  # the base class reports unhashable keys
             if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None,
-                    f"duplicate key {key!r} (first at line {seen[key] + 1}, again at line {key_node.start_mark.line + 1}); "
-                    "each key may appear once per section",
-                    key_node.start_mark,
-                )
+                raise _DuplicateKey(f"duplicate key {key!r} at line {key_node.start_mark.line + 1} (first at line "
+                                    f"{seen[key] + 1}); each key may appear once per section: remove one of them")
             seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep=deep)
 
@@ -487,8 +487,10 @@ def read_yaml(path: Path) -> Any:
         raise ConfigError(f"config file {str(path)!r} cannot be read: {exc}") from None
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKey as exc:
+        raise ConfigError(f"config file {str(path)!r}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {' '.join(str(exc).split())}") from None
 
 
 #: (section, key) of file paths in a config; relative ones are resolved against the YAML file

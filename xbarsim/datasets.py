@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,14 +62,36 @@ def load_digits(test_fraction: float = 0.3, seed: int = 0) -> Dataset:
 
 
 def _read_idx(path: Path) -> np.ndarray:
-    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    """An IDX array (LeCun's format: 2 zero bytes, type code 0x08 = uint8, ndim, big-endian dims, data),
+    checked: a truncated, corrupt or mislabelled file raises :class:`DatasetError` naming it."""
+    fix = "re-download it (or point dataset.path / XBARSIM_DATA at a good copy)"
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DatasetError(f"dataset.path: cannot read {path} ({exc.strerror or exc})") from None
+    if path.suffix == ".gz":
+        try:
+            raw = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise DatasetError(f"dataset.path: {path} cannot be decompressed ({exc}); the file is truncated or corrupt: {fix}") from None
+    else:
+        raw = data
     name = path.name.removesuffix(".gz")
     want = MNIST_MD5.get(name)
     if want is not None and hashlib.md5(raw).hexdigest() != want:
-        raise DatasetError(f"dataset.path: {path} fails its MD5 check (expected {want} for the decompressed file)")
+        raise DatasetError(f"dataset.path: {path} fails its MD5 check (expected {want} for the decompressed file): "
+                           f"the file is truncated or corrupt: {fix}")
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08 or not 1 <= raw[3] <= 4:
+        raise DatasetError(f"dataset.path: {path} is not an IDX file of unsigned bytes (bad header {raw[:4]!r}): {fix}")
     ndim = raw[3]
-    dims = np.frombuffer(raw, dtype=">u4", count=ndim, offset=4)
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(tuple(int(d) for d in dims))
+    if len(raw) < 4 + 4 * ndim:
+        raise DatasetError(f"dataset.path: {path} is truncated (the header needs {4 + 4 * ndim} bytes, the file has {len(raw)}): {fix}")
+    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    need = 4 + 4 * ndim + int(np.prod(dims, dtype=np.int64))
+    if len(raw) != need:
+        raise DatasetError(f"dataset.path: {path} has {len(raw)} bytes, its header {dims} needs {need}: "
+                           f"the file is truncated or corrupt: {fix}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
 def _find(directory: Path, stem: str) -> Path:
@@ -89,6 +112,11 @@ def load_mnist(path: str | os.PathLike | None = None) -> Dataset:
     if not directory.is_dir():
         raise DatasetError(f"dataset.path: {directory} is not a directory")
     arr = {stem: _read_idx(_find(directory, stem)) for stem in MNIST_MD5}
+    for split in ("train", "t10k"):
+        n_img, n_lab = arr[f"{split}-images-idx3-ubyte"].shape[0], arr[f"{split}-labels-idx1-ubyte"].shape[0]
+        if arr[f"{split}-images-idx3-ubyte"].ndim != 3 or n_img != n_lab:
+            raise DatasetError(f"dataset.path: {directory}: {split} has {n_img} images but {n_lab} labels (or images that are "
+                               "not 2-D); the files do not belong together: re-download them")
     t = torch.from_numpy
 
     def images(a):
