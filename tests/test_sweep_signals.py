@@ -126,7 +126,7 @@ def test_ctrl_c_leaves_a_resumable_file(tmp_path, monkeypatch):
     assert list(df["seed"]) == list(range(40)) and len(calls) == 40 - len(done)
 
 
-@pytest.mark.parametrize("how", ["sigkill_parent", "ctrl_c"])
+@pytest.mark.parametrize("how", ["sigkill_parent", pytest.param("ctrl_c", marks=pytest.mark.slow)])
 def test_workers_die_with_the_parent(tmp_path, how):
     proc, out = _start(tmp_path, "pool", 4)
     assert _wait(lambda: len(_workers(proc.pid)) == 2, 120), proc.pid
