@@ -304,7 +304,7 @@ class CrossbarNetwork(nn.Module):
             bad = sorted(set(o) - set(_OVERRIDE_KEYS))
             if bad:
                 raise ValueError(f"overrides.{name}.{bad[0]}: unknown key; allowed: {', '.join(_OVERRIDE_KEYS)}")
-        return dict(overrides)
+        return overrides  # the caller's mapping itself (it may record which layers were asked for)
 
     def layer_settings(self, name: str) -> tuple[Device, CrossbarSpec | None, DAC | None, ADC | None]:
         """``(device, spec, dac, adc)`` of weight layer ``name`` (defaults unless overridden)."""

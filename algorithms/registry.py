@@ -30,3 +30,9 @@ def get_algorithm(name: str) -> type[Algorithm]:
 from .ann_algorithm import AnnAlgorithm  # noqa: E402  (name: ann)
 
 register_algorithm(AnnAlgorithm)
+
+from .snn.conversion import ConversionAlgorithm, HybridAlgorithm, SurrogateAlgorithm  # noqa: E402  (conversion, hybrid, surrogate)
+
+register_algorithm(ConversionAlgorithm)
+register_algorithm(HybridAlgorithm)
+register_algorithm(SurrogateAlgorithm)

@@ -1,0 +1,536 @@
+"""A converted spiking network on crossbars: IF neurons, threshold balancing, time-batched inference.
+
+Conversion (Rueckauer et al., Front. Neurosci. 11:682, 2017; Sengupta et al., Front. Neurosci.
+13:95, 2019)
+------------------------------------------------------------------------------------------------
+Every ``ReLU`` after a weight layer becomes an IF neuron; the weights stay as trained (the chip
+holds the ANN's weights) and the balancing is carried by the thresholds. With ``λ_l`` the
+activation scale of layer ``l`` (λ_0 the input scale: 1 for direct input, ``max|x|`` for rate
+coding) the spike rate of layer ``l`` approximates ``a_l/λ_l`` when
+
+    z_l(t) = W_l·s_{l−1}(t) + b_l/λ_{l−1},      θ_l = λ_l/λ_{l−1}
+
+which is Rueckauer's weight normalisation ``W ← W·λ_{l−1}/λ_l``, ``b ← b/λ_l``, θ = 1 (Eq. 9
+there) multiplied through by ``λ_l/λ_{l−1}``. ``λ_l`` is either
+
+* ``percentile``: the p-th percentile (99.9 by default) of layer ``l``'s ReLU activations over
+  calibration images (Rueckauer 2017, "robust normalisation"), computed on the **hardware's**
+  activations (the ANN run on the same programmed chips), or
+* ``spike_norm``: Sengupta's Spike-Norm, layer by layer on the running SNN: θ_l = the largest
+  input ``z_l(t)`` any neuron of the layer receives over ``norm_timesteps`` steps, with the
+  thresholds of the layers below already fixed (λ_l = θ_l·λ_{l−1}); times ``threshold_scale``
+  (0.7 for hybrid initialisation, Rathi et al., ICLR 2020).
+
+Average pooling is linear and keeps rates; a **pool neuron** (IF, θ = 1, reset by subtraction)
+after it turns the pooled rate back into binary spikes so that every crossbar row is driven by a
+spike (``pool_neurons=False`` passes the fractional pooled values on, as SpikingJelly does; the
+next crossbar then needs an amplitude DAC). The output layer integrates its input without
+firing (``output="membrane"``: logits ≈ λ_{L−1}·Σ_t z_L(t)/T) or with IF neurons at θ_L
+(``output="spikes"``: the spike count; ties go to the lower class index).
+
+Crossbars
+---------
+Spikes drive the rows as read pulses (``DAC(mode="spikes")``: no DAC). The first layer receives
+the analog image through the DAC at every step (``encoding="direct"``) or Bernoulli spikes
+(``encoding="rate"``: ``P(spike) = |x|/λ_0`` per step, signed). Weights are frozen, so every
+layer computes all the time steps of a chunk in **one** batched crossbar call (``[T_c·B, in]``
+rows), then scans its neurons over time (exact for feed-forward IF networks); the chunks split
+the run at the requested time-step counts, so one run reports every ``T`` of the list.
+
+Readouts (``readout``):
+
+* ``adc``: the column currents are digitised each step and a digital IF neuron integrates them
+  (energy ``neuron``: 2 integer adds per neuron and step, accumulate and compare, plus one per
+  spike for the reset, at the 16-bit Horowitz add energy, ISSCC 2014 [est]).
+* ``analog``: the column current charges a capacitor (the membrane), a comparator fires at θ and
+  the reset removes θ's charge: no ADC. Energy per neuron and step ``e_step_J`` (one clocked
+  comparator decision, 10 fJ, the 1–20 fJ span of 22–45 nm sense amplifiers [est]) and per spike
+  ``e_spike_J`` (4 fJ: Sourikopoulos et al., Front. Neurosci. 11:123, 2017, 65 nm analog neuron
+  [lit]); the output membranes are read once per inference by the layer's ADC. The value
+  integrated is the exact analog column current (tiles' currents summed on the capacitor).
+
+Op counts (Lee et al., Front. Neurosci. 14:119, 2020; Rathi et al. 2020): a spiking layer costs
+``#AC = Σ_t Σ_{spiking inputs j} fan-out_j`` (Linear: spikes × out; Conv2d: per output position
+the spikes in its receptive field × C_out, exact at borders); a layer fed analog values (direct
+input, fractional pooled values) costs its ANN MACs at every step.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from circuits import ADC, DAC, EnergyLedger
+from circuits.constants import int_add_energy_J
+
+from ..ann import CrossbarNetwork
+from ..layers import ChannelAffine, DigitalLayer, FlattenTo, MappedConv2d, MappedLinear, UnsupportedLayerError
+from ..neurons.integrate_fire import RESETS
+
+__all__ = ["SpikingNetwork", "Stage", "check_convertible", "merge_ledger", "ANALOG_E_STEP_J", "ANALOG_E_SPIKE_J"]
+
+#: analog column neuron: one clocked comparator decision per step [est] and the reset per spike [lit]
+ANALOG_E_STEP_J = 10e-15
+ANALOG_E_SPIKE_J = 4e-15
+#: digital IF neuron word width [bits] (membrane accumulator) [est]
+DIGITAL_NEURON_BITS = 16
+
+ENCODINGS = ("direct", "rate")
+OUTPUTS = ("membrane", "spikes")
+READOUTS = ("adc", "analog")
+NORMS = ("percentile", "spike_norm")
+
+
+def check_convertible(layers: list[nn.Module]) -> None:
+    """Raise :class:`UnsupportedLayerError` naming the first layer conversion cannot handle."""
+    for i, m in enumerate(layers):
+        if isinstance(m, nn.MaxPool2d):
+            raise UnsupportedLayerError(
+                f"layer {i} ({m}): max-pooling has no exact integrate-and-fire equivalent; "
+                "use average pooling (nn.AvgPool2d) or implement the rate-gated max-pool (Rueckauer et al. 2017)"
+            )
+
+
+@dataclass
+class Stage:
+    """One step of the spiking chain: a weight layer (with or without neurons), a pool or a reshape."""
+
+    kind: str  # "weight" | "pool" | "reshape"
+    name: str
+    layer: object
+    sw: nn.Module | None = None
+    neurons: bool = False
+    theta: float = 1.0
+    lam_in: float = 1.0  # λ of the layer's input (bias scale 1/λ_in)
+
+
+def merge_ledger(dst: EnergyLedger, src: EnergyLedger, factor: float = 1.0, components: tuple[str, ...] | None = None) -> None:
+    """Add ``factor ×`` the energy, events and latency of ``src`` (and its op counts) to ``dst``."""
+    n = max(src.n_inferences, 1)
+    for r in src.records():
+        if components is None or r["component"] in components:
+            dst.add(r["layer"], r["component"], factor * r["energy_J"], factor * r["events"], factor * r["latency_s"] * n)
+    for r in src.op_records():
+        dst.add_ops(r["layer"], macs=factor * r["ops_mac"] * n, acs=factor * r["ops_ac"] * n if src.spiking else None,
+                    macs_ann=factor * r["ops_mac_ann"] * n)
+
+
+class SpikingNetwork:
+    """The SNN of a :class:`CrossbarNetwork`: run on its crossbars (``backend="hw"``) or in software (``"sw"``).
+
+    Parameters are described in the module docstring. Build, :meth:`balance` on calibration
+    images, then :meth:`run` for the outputs at each requested ``T``.
+    """
+
+    def __init__(
+        self,
+        net: CrossbarNetwork,
+        backend: str = "hw",
+        reset: str = "subtract",
+        encoding: str = "direct",
+        output: str = "membrane",
+        readout: str = "adc",
+        pool_neurons: bool = True,
+        e_step_J: float = ANALOG_E_STEP_J,
+        e_spike_J: float = ANALOG_E_SPIKE_J,
+        generator: torch.Generator | None = None,
+    ):
+        for key, val, allowed in (("backend", backend, ("hw", "sw")), ("reset", reset, RESETS), ("encoding", encoding, ENCODINGS),
+                                  ("output", output, OUTPUTS), ("readout", readout, READOUTS)):
+            if val not in allowed:
+                raise ValueError(f"algorithm.{key}: got {val!r}; allowed: {', '.join(map(repr, allowed))}")
+        self.net, self.backend, self.reset, self.encoding = net, backend, reset, encoding
+        self.output, self.readout, self.pool_neurons = output, readout, bool(pool_neurons)
+        self.e_step_J, self.e_spike_J = float(e_step_J), float(e_spike_J)
+        self.generator = generator if generator is not None else net.generator
+        self.dtype = net.dtype
+        self.tdev = net.generator.device
+        self.stages = self._stages()
+        self.lam0 = 1.0
+        self.balanced = False
+        self._adc_templates: dict[str, ADC] = {}
+        self._ann_converters: dict[str, tuple[DAC, ADC]] = {}
+        self._snn_adcs: dict[str, ADC] = {}
+
+    # -- structure ------------------------------------------------------------------------------
+    def _stages(self) -> list[Stage]:
+        layers, sws = self.net.layers, list(self.net.software)
+        weights = [i for i, layer in enumerate(layers) if layer.kind == "mapped"]
+        stages: list[Stage] = []
+        i = 0
+        while i < len(layers):
+            layer, sw = layers[i], sws[i]
+            if layer.kind == "mapped":
+                last = i == weights[-1]
+                nxt = layers[i + 1] if i + 1 < len(layers) else None
+                relu = isinstance(nxt, DigitalLayer) and isinstance(nxt.module, nn.ReLU)
+                if not last and not relu:
+                    raise UnsupportedLayerError(
+                        f"layer {layer.name}: a weight layer that is not the output must be followed by ReLU to become IF neurons"
+                    )
+                stages.append(Stage("weight", layer.name, layer, sw, neurons=not last))
+                i += 2 if relu else 1
+                continue
+            if isinstance(layer, ChannelAffine):
+                raise UnsupportedLayerError(
+                    f"layer {layer.name}: a BatchNorm that does not follow a Conv2d/Linear cannot be folded into a spiking layer"
+                )
+            mod = layer.module
+            if isinstance(mod, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
+                stages.append(Stage("pool", layer.name, layer, neurons=self.pool_neurons))
+            elif isinstance(mod, (nn.Flatten, FlattenTo)):
+                stages.append(Stage("reshape", layer.name, layer))
+            elif isinstance(mod, nn.ReLU):
+                pass  # ReLU of non-negative rates: the identity
+            elif isinstance(mod, nn.MaxPool2d):
+                check_convertible([mod])
+            else:
+                raise UnsupportedLayerError(f"layer {layer.name} ({type(mod).__name__}) cannot be converted to spiking layers")
+            i += 1
+        if self.output == "spikes":
+            [s for s in stages if s.kind == "weight"][-1].neurons = True
+        return stages
+
+    @property
+    def neuron_layers(self) -> list[str]:
+        """Names of the stages that spike (weight layers with neurons and pool neurons)."""
+        return [s.name for s in self.stages if s.neurons]
+
+    def _spiking_input(self) -> dict[str, bool]:
+        """Whether each weight layer's rows are driven by binary spikes."""
+        out, binary = {}, self.encoding == "rate"
+        for s in self.stages:
+            if s.kind == "weight":
+                out[s.name] = binary
+                binary = s.neurons
+            elif s.kind == "pool":
+                binary = binary and s.neurons
+        return out
+
+    # -- hardware set-up --------------------------------------------------------------------------
+    def _set_mode(self, spiking: bool) -> None:
+        """Converters of the SNN (``spiking``) or of the ANN pass used for percentile balancing.
+
+        SNN: spike-driven layers read their rows with spikes (no DAC); layers fed fractional pooled
+        rates keep an amplitude DAC of full scale 1; the analog readout removes the ADC.
+        """
+        if self.backend != "hw":
+            return
+        if not self._ann_converters:
+            self._ann_converters = {s.name: (s.layer.mm.dac, s.layer.mm.adc) for s in self.stages if s.kind == "weight"}
+        binary_in = self._spiking_input()
+        first = True
+        for s in self.stages:
+            if s.kind != "weight":
+                continue
+            mm = s.layer.mm
+            dac, adc = self._ann_converters[s.name]
+            if not spiking:
+                mm.dac, mm.adc = dac, adc
+                first = False
+                continue
+            mm.adc = self._snn_adcs.setdefault(s.name, copy.deepcopy(adc))  # its own range (spike currents)
+            if binary_in[s.name]:
+                mm.dac = DAC(bits=None, mode="spikes")
+            elif not first:
+                mm.dac = DAC(bits=dac.bits, x_max=1.0, e_1bit_J=dac.e_1bit_J, mode=dac.mode)
+            if self.readout == "analog":
+                self._adc_templates[s.name] = adc
+                mm.adc = ADC(bits=None)
+            first = False
+
+    # -- products ----------------------------------------------------------------------------------
+    def _product(self, s: Stage, x: Tensor, ledger: EnergyLedger | None) -> Tensor:
+        """``W·x`` of weight stage ``s`` (no bias) for ``x [N, ...]``."""
+        if self.backend == "sw":
+            w = s.sw.weight
+            if isinstance(s.sw, nn.Conv2d):
+                return F.conv2d(x, w, None, s.sw.stride, s.sw.padding, s.sw.dilation)
+            return F.linear(x, w)
+        if ledger is None or self.readout == "adc":
+            return s.layer.product(x, ledger)
+        tmp = EnergyLedger()
+        y = s.layer.product(x, tmp)
+        merge_ledger(ledger, tmp, components=("array", "dac"))  # no ADC, no digital recombination
+        return y
+
+    def _bias(self, s: Stage, lam_in: float) -> Tensor | None:
+        b = s.sw.bias
+        if b is None:
+            return None
+        b = b.detach() / lam_in
+        return b.reshape(1, -1, 1, 1) if isinstance(s.sw, nn.Conv2d) else b
+
+    def _currents(self, s: Stage, x: Tensor, tc: int, ledger: EnergyLedger | None, constant: bool) -> Tensor:
+        """Input currents ``z [tc, B, ...]`` of weight stage ``s`` for inputs ``x [tc, B, ...]``.
+
+        ``constant``: the input is the same at every step (direct coding); without read noise the
+        product is computed once and its cost counted ``tc`` times.
+        """
+        b = x.shape[1]
+        noisy = self.backend == "hw" and (s.layer.mm.device.read_noise_rel() > 0 or s.layer.mm.adc.noise_sigma_lsb > 0)
+        if constant and not noisy:
+            tmp = EnergyLedger() if ledger is not None else None
+            y = self._product(s, x[0], tmp)
+            if ledger is not None:
+                merge_ledger(ledger, tmp, factor=tc)
+            y = y.unsqueeze(0).expand(tc, *y.shape)
+        else:
+            y = self._product(s, x.reshape(tc * b, *x.shape[2:]), ledger)
+            y = y.reshape(tc, b, *y.shape[1:])
+        bias = self._bias(s, s.lam_in)
+        return y + bias if bias is not None else y
+
+    # -- neurons -------------------------------------------------------------------------------------
+    def _scan(self, z: Tensor, v: Tensor, theta: float) -> Tensor:
+        """IF neurons over ``z [tc, ...]`` from membrane ``v`` (updated in place); returns spikes."""
+        out = torch.empty_like(z)
+        for t in range(z.shape[0]):
+            v += z[t]
+            s = out[t]
+            torch.ge(v, theta, out=s)
+            if self.reset == "subtract":
+                v.sub_(s * theta)
+            else:
+                v.mul_(1.0 - s)
+        return out
+
+    def _neuron_energy(self, name: str, n_updates: int, n_spikes: float, ledger: EnergyLedger) -> None:
+        if self.backend != "hw":
+            return
+        if self.readout == "analog":
+            e = n_updates * self.e_step_J + n_spikes * self.e_spike_J
+        else:
+            e = (2 * n_updates + n_spikes) * int_add_energy_J(DIGITAL_NEURON_BITS)
+        ledger.add(name, "neuron", e, events=n_updates)
+
+    # -- encoding ----------------------------------------------------------------------------------------
+    def _encode(self, x: Tensor, tc: int) -> Tensor:
+        if self.encoding == "direct":
+            return x.unsqueeze(0).expand(tc, *x.shape)
+        p = (x / self.lam0).clamp(-1.0, 1.0)
+        u = torch.rand((tc, *x.shape), generator=self.generator, device=x.device, dtype=x.dtype)
+        return (u < p.abs()).to(x.dtype) * torch.sign(p)
+
+    # -- balancing ----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def balance(self, x: Tensor, norm: str = "percentile", percentile: float = 99.9, timesteps: int = 64,
+                threshold_scale: float = 1.0, thresholds: dict[str, float] | None = None) -> dict[str, float]:
+        """Set the thresholds from calibration images ``x`` (see the module docstring); returns ``{layer: θ}``.
+
+        Hardware backend: the ANN activations (``percentile``) are those of the programmed chips,
+        then the spike-driven rows are switched to spike reads and every ADC is calibrated on the
+        currents of the running SNN.
+        """
+        if thresholds is not None:
+            norm = "fixed"
+        elif norm not in NORMS:
+            raise ValueError(f"algorithm.norm: got {norm!r}; allowed: {', '.join(map(repr, NORMS))}")
+        if not 0 < percentile <= 100:
+            raise ValueError(f"algorithm.percentile: got {percentile!r}; must be in (0, 100]")
+        x = x.to(self.tdev, self.dtype)
+        self.lam0 = float(x.abs().max()) if self.encoding == "rate" else 1.0
+        if self.lam0 <= 0:
+            self.lam0 = 1.0
+        lams: dict[str, float] = {}
+        if norm == "percentile":
+            lams = self._ann_percentiles(x, percentile)
+        self._set_mode(spiking=True)
+        # layer by layer on the SNN: ADC calibration (hw) and Spike-Norm maxima
+        tc = int(timesteps)
+        cur = self._encode(x, tc)
+        constant = self.encoding == "direct"
+        lam = self.lam0
+        for s in self.stages:
+            if s.kind == "weight":
+                s.lam_in = lam
+                if self.backend == "hw":
+                    rows = cur[0] if constant else cur.reshape(-1, *cur.shape[2:])
+                    s.layer._calibrate_matrix(s.layer._rows(rows))
+                z = self._currents(s, cur, tc, None, constant)
+                if norm == "fixed":
+                    theta = float(thresholds[s.name])
+                    lam_out = theta * lam
+                elif norm == "spike_norm":
+                    theta = float(z.max()) * threshold_scale
+                    lam_out = theta * lam
+                else:
+                    lam_out = lams.get(s.name, 1.0) * threshold_scale
+                    theta = lam_out / lam
+                if not theta > 0 or not math.isfinite(theta):
+                    theta, lam_out = 1.0, lam
+                s.theta = theta
+                if s.neurons:
+                    cur = self._scan(z, torch.zeros_like(z[0]), theta)
+                    constant = False
+                    lam = lam_out
+                else:
+                    cur = z
+            elif s.kind == "pool":
+                cur = self._pool(s, cur)
+                if s.neurons:
+                    cur = self._scan(cur, torch.zeros_like(cur[0]), 1.0)
+                    constant = False
+            else:
+                cur = self._apply(s, cur)
+        self.balanced = True
+        return {s.name: s.theta for s in self.stages if s.kind == "weight"}
+
+    def _ann_percentiles(self, x: Tensor, percentile: float) -> dict[str, float]:
+        """``λ_l``: percentile of each weight layer's ReLU output (hardware: the chips' ANN activations)."""
+        out = {}
+        if self.backend == "hw":
+            self._set_mode(spiking=False)
+            self.net.calibrate(x)
+        cur = x
+        layers = self.net.layers
+        names = {s.name for s in self.stages if s.kind == "weight"}
+        for i, layer in enumerate(layers):
+            if self.backend == "hw" or layer.kind != "mapped":
+                cur = layer.forward(cur)
+            else:
+                cur = self.net.software[i](cur)
+            if layer.kind == "mapped" and layer.name in names:
+                a = cur.clamp(min=0).flatten().to(torch.float64)
+                a = a[a > 0]
+                out[layer.name] = float(torch.quantile(a[: 2**24], percentile / 100.0)) if a.numel() else 1.0
+        return out
+
+    def neuron_counts(self, in_shape: tuple[int, ...]) -> dict[str, int]:
+        """Neurons per sample of every spiking stage, ``{name: N}``."""
+        return {s.name: math.prod(s.layer.out_shape(shape)) for s, shape in self._shapes(tuple(in_shape)) if s.neurons}
+
+    def _pool(self, s: Stage, cur: Tensor) -> Tensor:
+        tc, b = cur.shape[:2]
+        y = s.layer.module(cur.reshape(tc * b, *cur.shape[2:]))
+        return y.reshape(tc, b, *y.shape[1:])
+
+    _apply = _pool
+
+    # -- inference --------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def run(self, x: Tensor, timesteps: list[int], ledgers: list[EnergyLedger] | None = None,
+            max_chunk_elements: int = 2**25) -> tuple[list[Tensor], dict[str, list[float]]]:
+        """Outputs ``[B, n_classes]`` at each ``T`` of ``timesteps`` (one run of ``max(T)`` steps).
+
+        Returns ``(outputs, spikes)`` with ``spikes[layer][k]`` the total spike count of that
+        layer in the first ``timesteps[k]`` steps. ``ledgers[k]`` (optional) receives the energy,
+        latency and op counts of the first ``timesteps[k]`` steps.
+        """
+        if not self.balanced:
+            raise RuntimeError("SpikingNetwork: call balance(x_calibration) before run")
+        ts = sorted({int(t) for t in timesteps})
+        if not ts or ts[0] < 1:
+            raise ValueError(f"algorithm.timesteps: got {timesteps!r}; need integers ≥ 1")
+        x = x.to(self.tdev, self.dtype)
+        b = x.shape[0]
+        # time chunks: split at every requested T and keep the largest activation bounded
+        widest = max(math.prod(s.layer.out_shape(shape)) for s, shape in self._shapes(tuple(x.shape[1:])) if s.kind == "weight")
+        step_max = max(1, max_chunk_elements // max(1, b * widest))
+        bounds, t0 = [], 0
+        for t_end in ts:
+            while t0 < t_end:
+                t1 = min(t_end, t0 + step_max)
+                bounds.append((t0, t1))
+                t0 = t1
+        seg_ledgers = [EnergyLedger() for _ in bounds] if ledgers is not None else None
+        state: dict[str, Tensor] = {}
+        acc = None
+        counts: dict[str, float] = {n: 0.0 for n in self.neuron_layers}
+        outs: list[Tensor] = []
+        spikes_at: dict[str, list[float]] = {n: [] for n in self.neuron_layers}
+        macs_ann = self.net.op_counts(tuple(x.shape[1:]))
+        for k, (t0, t1) in enumerate(bounds):
+            tc = t1 - t0
+            led = seg_ledgers[k] if seg_ledgers is not None else None
+            cur = self._encode(x, tc)
+            constant = self.encoding == "direct"
+            binary = self.encoding == "rate"
+            for s in self.stages:
+                if s.kind == "weight":
+                    if led is not None:
+                        if binary:
+                            led.add_ops(s.name, macs=0.0, acs=self._acs(s, cur), macs_ann=0.0)
+                        else:
+                            led.add_ops(s.name, macs=tc * b * macs_ann[s.name], acs=0.0, macs_ann=0.0)
+                    z = self._currents(s, cur, tc, led, constant)
+                    if s.neurons:
+                        v = state.get(s.name)
+                        if v is None:
+                            v = state[s.name] = torch.zeros_like(z[0])
+                        cur = self._scan(z, v, s.theta)
+                        n_sp = float(cur.sum())
+                        counts[s.name] += n_sp
+                        if led is not None:
+                            self._neuron_energy(s.name, int(tc * z[0].numel()), n_sp, led)
+                        constant, binary = False, True
+                        if s is self.stages[-1] or all(st.kind != "weight" for st in self.stages[self.stages.index(s) + 1:]):
+                            acc = cur.sum(0) if acc is None else acc + cur.sum(0)
+                    else:
+                        zs = z.sum(0)
+                        acc = zs if acc is None else acc + zs
+                        if led is not None:
+                            self._neuron_energy(s.name, int(tc * z[0].numel()), 0.0, led)
+                elif s.kind == "pool":
+                    cur = self._pool(s, cur)
+                    if s.neurons:
+                        v = state.get(s.name)
+                        if v is None:
+                            v = state[s.name] = torch.zeros_like(cur[0])
+                        cur = self._scan(cur, v, 1.0)
+                        counts[s.name] += float(cur.sum())
+                        if led is not None:
+                            self._neuron_energy(s.name, int(tc * cur[0].numel()), float(cur.sum()), led)
+                    else:
+                        binary = False
+                else:
+                    cur = self._apply(s, cur)
+            if t1 in ts:
+                outs.append(self._readout(acc, t1))
+                for n in self.neuron_layers:
+                    spikes_at[n].append(counts[n])
+        if ledgers is not None:
+            for k_out, t_end in enumerate(ts):
+                lg = ledgers[k_out]
+                lg.count_inferences(b)
+                for name, m in macs_ann.items():
+                    lg.add_ops(name, macs=0.0, macs_ann=b * m)
+                for k, (_, t1) in enumerate(bounds):
+                    if t1 <= t_end:
+                        merge_ledger(lg, seg_ledgers[k])
+                if self.backend == "hw" and self.readout == "analog":
+                    last = [s for s in self.stages if s.kind == "weight"][-1]
+                    adc = self._adc_templates.get(last.name)
+                    if adc is not None and self.output == "membrane":
+                        n_conv = b * last.layer.mm.out_features
+                        lg.add(last.name, "adc", n_conv * adc.energy_per_conversion_J, events=n_conv,
+                               latency_s=b * adc.conversion_time_s)
+        return outs, spikes_at
+
+    def _readout(self, acc: Tensor, t: int) -> Tensor:
+        last = [s for s in self.stages if s.kind == "weight"][-1]
+        if self.output == "spikes":
+            return acc.clone()
+        return acc * (last.lam_in / t)
+
+    def _shapes(self, shape: tuple[int, ...]):
+        for s in self.stages:
+            yield s, shape
+            shape = tuple(s.layer.out_shape(shape))
+
+    def _acs(self, s: Stage, cur: Tensor) -> float:
+        """Accumulates triggered by the binary inputs ``cur [tc, B, ...]``: Σ spikes × fan-out (exact per position)."""
+        if isinstance(s.layer, MappedConv2d):
+            cnt = cur.abs().sum(0)  # [B, C, H, W] spike counts
+            ones = torch.ones(1, cnt.shape[1], *s.layer.kernel_size, dtype=cnt.dtype, device=cnt.device)
+            pad = s.layer.padding
+            patch = F.conv2d(F.pad(cnt, pad), ones, None, s.layer.stride, 0, s.layer.dilation)
+            return float(patch.sum()) * s.layer.out_channels
+        if isinstance(s.layer, MappedLinear):
+            return float(cur.abs().sum()) * s.layer.mm.out_features
+        raise TypeError(s.layer)
