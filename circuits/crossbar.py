@@ -1,4 +1,38 @@
-"""A stack of physical crossbar arrays of one device type (DESIGN §3, §5)."""
+"""A stack of physical crossbar arrays of one device type, programmable and pulsable for its life.
+
+Plastic arrays and the exact solve
+----------------------------------
+Writes (:meth:`Crossbar.program` with a mask, :meth:`Crossbar.pulse`, :meth:`Crossbar.switch`)
+change some cells; the array's clock (:meth:`Crossbar.set_time`) stamps each written cell, and
+drift is computed from each cell's own write time. With ``solver="exact"`` and linear cells every
+MVM is ``i = v @ T`` (transfer matrix per array, :func:`circuits.solver.transfer_matrix`); after
+writes only the arrays (tiles) whose conductances changed are touched, in one of two modes
+(``plastic_solve``):
+
+* ``"exact"``: the transfer matrix of every changed tile is recomputed (the direct nested-dissection
+  solve, ~1e-12 from a sparse direct solve); unchanged tiles keep theirs.
+* ``"bounded"``: a changed tile keeps the transfer matrix ``T0`` of its last refresh (at ``G0``) and
+  adds the change as if the wires were ideal, ``T ≈ T0 + (G − G0)``; it is refreshed when the
+  following bound on the resulting column-current error exceeds ``plastic_tol`` × the tile's
+  full-scale current ``V·max_j Σ_a G0_aj`` (``V`` = max |v|).
+
+**Bound.** In the cell-current form of the network (:mod:`circuits.solver`), cell voltages obey
+``x = v·1ᵀ − Z(c)``, ``c = G∘x``, with ``Z`` a linear operator with non-negative coefficients (sums
+of wire, source, sense and access resistances along each cell's path) and ``|x| ≤ κV`` (node
+voltages lie within the source range: ``κ = 2`` for signed inputs, used throughout). With
+``ΔG = G − G0`` and ``d = x(G) − x(G0)`` the error of the approximation is exactly
+``e_j = Σ_a G0_aj d_aj + Σ_a ΔG_aj (x_aj − v_a)``. The second sum is bounded by
+``κV·Σ_a |ΔG_aj|·Z(G)_aj`` (``|v_a − x_aj| = |Z(c)_aj| ≤ κV·Z(G)_aj``). For the first,
+``d + Z(G0∘d) = −Z(ΔG∘x)``, i.e. ``(I + sZs)(s∘d) = −s∘Z(ΔG∘x)`` with ``s = √G0``; ``I + sZs`` is
+symmetric with eigenvalues ≥ 1, so ``‖s∘d‖ ≤ κV‖s∘Z(|ΔG|)‖_F`` and, by Cauchy–Schwarz per
+column, ``|Σ_a G0_aj d_aj| ≤ √(Σ_a G0_aj)·κV‖√G0∘Z(|ΔG|)‖_F``. Hence
+
+    |e_j| ≤ κV·[Σ_a |ΔG_aj|·Z(G)_aj + √(Σ_a G0_aj)·‖√G0∘Z(|ΔG|)‖_F]
+
+for every input with ``|v| ≤ V`` — a guarantee, computed in ``O(rows·cols)`` per changed tile.
+Read energy in bounded mode uses ``Y0 + diag(Σ_j ΔG_ij)`` (the ideal-wire change), unbounded.
+Nonlinear cells are always solved exactly (Newton) on every MVM.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +42,14 @@ import torch
 from torch import Tensor
 
 from device_models import Device, DeviceState
+from device_models.base import GeneratorStack, new_generator, randn
 
-__all__ = ["Crossbar", "SOLVERS"]
+__all__ = ["Crossbar", "SOLVERS", "PLASTIC_SOLVES"]
 
 SOLVERS = ("ideal", "exact")
+PLASTIC_SOLVES = ("exact", "bounded")
+#: κ of the bounded-staleness bound: cell voltages within ±V of 0 for signed inputs of magnitude ≤ V
+_KAPPA = 2.0
 
 
 class Crossbar:
@@ -30,7 +68,11 @@ class Crossbar:
 
     ``stack`` (a tuple) simulates that many independent arrays at once: ``g`` has
     shape ``stack + (rows, cols)`` and :meth:`mvm` takes ``v`` of shape
-    ``stack + (batch, rows)`` (broadcastable).
+    ``stack + (batch, rows)`` (broadcastable). ``generator`` is a ``torch.Generator`` or a
+    :class:`~device_models.base.GeneratorStack` (one generator per index of the leading stack
+    dimension: independent chips); ``None`` draws a fresh OS-entropy seed.
+
+    ``plastic_solve`` / ``plastic_tol``: how the exact solve follows writes (module docstring).
     """
 
     def __init__(
@@ -45,8 +87,10 @@ class Crossbar:
         r_access: float = 0.0,
         solver: str = "ideal",
         stack: tuple = (),
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | GeneratorStack | None = None,
         dtype: torch.dtype = torch.float32,
+        plastic_solve: str = "exact",
+        plastic_tol: float = 1e-3,
     ):
         for name, val in (("rows", rows), ("cols", cols)):
             if int(val) != val or val < 1:
@@ -62,18 +106,30 @@ class Crossbar:
                 raise ValueError(f"crossbar.{name}: got {val!r}; must be a finite resistance ≥ 0 Ω")
         if solver not in SOLVERS:
             raise ValueError(f"crossbar.solver: got {solver!r}; allowed: {', '.join(SOLVERS)}")
+        if plastic_solve not in PLASTIC_SOLVES:
+            raise ValueError(f"crossbar.plastic_solve: got {plastic_solve!r}; allowed: {', '.join(PLASTIC_SOLVES)}")
+        if not (plastic_tol > 0 and math.isfinite(plastic_tol)):
+            raise ValueError(f"crossbar.plastic_tol: got {plastic_tol!r}; must be a finite relative tolerance > 0")
         self.rows, self.cols = int(rows), int(cols)
         self.device = device
         self.r_wire_row, self.r_wire_col = float(r_wire_row), float(r_wire_col)
         self.r_source, self.r_sense, self.r_access = float(r_source), float(r_sense), float(r_access)
         self.solver = solver
         self.stack = tuple(stack)
-        self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        self.plastic_solve, self.plastic_tol = plastic_solve, float(plastic_tol)
+        self.generator = generator if generator is not None else new_generator()
+        if isinstance(self.generator, GeneratorStack) and (not self.stack or self.stack[0] != len(self.generator)):
+            raise ValueError(f"generator: a stack of {len(self.generator)} generators needs stack[0] == {len(self.generator)}; got stack {self.stack}")
         self.dtype = dtype
         self.state: DeviceState = device.new_state(self.stack + (self.rows, self.cols), self.generator, dtype)
         self.t_s = 0.0
         self._g: Tensor | None = None
         self._transfer: tuple[Tensor, Tensor] | None = None
+        self._t0: tuple[Tensor, Tensor, Tensor] | None = None  # (T0, Y0, G0) of the last refresh per tile
+        #: incremented whenever the conductances (hence every cached solve) may have changed
+        self.version = 0
+        #: tiles refreshed (transfer matrix recomputed) since construction, for diagnostics/benchmarks
+        self.n_refreshed = 0
 
     # -- state ------------------------------------------------------------------------------
     @property
@@ -84,16 +140,74 @@ class Crossbar:
     def has_wire_resistance(self) -> bool:
         return any(r > 0 for r in (self.r_wire_row, self.r_wire_col, self.r_source, self.r_sense, self.r_access))
 
-    def program(self, g_target: Tensor) -> None:
-        """Write target conductances [S] (shape ``stack + (rows, cols)``) with the device's programming model."""
+    def _cells(self, mask: Tensor | None, name: str = "mask") -> Tensor | None:
+        if mask is None:
+            return None
+        mask = torch.as_tensor(mask, device=self.torch_device)
+        if mask.dtype != torch.bool:
+            raise ValueError(f"{name}: got dtype {mask.dtype}; expected a boolean tensor (True = write the cell)")
+        try:
+            return mask.expand(self.stack + (self.rows, self.cols))
+        except RuntimeError:
+            raise ValueError(f"{name}: got shape {tuple(mask.shape)}; expected {self.stack + (self.rows, self.cols)}") from None
+
+    def _stamp(self, state: DeviceState, written: Tensor | None) -> DeviceState:
+        """Record the clock as the last-write time of the ``written`` cells (``None``: all of them)."""
+        if written is None:
+            return state.replace(t_prog_s=self.t_s, t_write_s=None)
+        old = state.t_write_s
+        if old is None:
+            if not bool(written.any()):
+                return state
+            old = torch.full(written.shape, state.t_prog_s, dtype=torch.float64, device=written.device)
+        return state.replace(t_write_s=torch.where(written, torch.tensor(self.t_s, dtype=torch.float64, device=old.device), old))
+
+    def _changed(self) -> None:
+        self._g = None
+        self.version += 1
+
+    def program(self, g_target: Tensor, mask: Tensor | None = None) -> None:
+        """Write target conductances [S] (shape ``stack + (rows, cols)``) with the device's programming model.
+
+        ``mask`` (boolean, broadcastable): only those cells are written (the others keep their state).
+        The written cells are stamped with the clock ``t_s`` (0 for a new array).
+        """
         expected = self.stack + (self.rows, self.cols)
         if tuple(g_target.shape) != expected:
             raise ValueError(f"g_target: got shape {tuple(g_target.shape)}; expected {expected}")
-        self.state = self.device.program(self.state, g_target, self.generator)
-        self.set_time(0.0, reread=True)
+        mask = self._cells(mask)
+        new = self.device.program(self.state, g_target, self.generator)
+        if mask is not None:
+            d2d = {k: (torch.where(mask, v, self.state.d2d[k]) if v is not self.state.d2d.get(k) and torch.is_tensor(v)
+                       and v.shape == mask.shape else v) for k, v in new.d2d.items()}
+            new = new.replace(g=torch.where(mask, new.g, self.state.g), d2d=d2d)
+        self.state = self._stamp(new, mask)
+        self._changed()
+
+    def pulse(self, n_pulses: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Apply signed pulse counts per cell through the device's ``pulse``; returns the write energy [J] (0-d)."""
+        mask = self._cells(mask)
+        n = torch.as_tensor(n_pulses, device=self.torch_device)
+        state, energy = self.device.pulse(self.state, n, self.generator, mask=mask)
+        written = n != 0 if mask is None else (n != 0) & mask
+        self.state = self._stamp(state, written.expand(self.stack + (self.rows, self.cols)))
+        self._changed()
+        return energy
+
+    def switch(self, current_A: Tensor, t_pulse_s, mask: Tensor | None = None) -> Tensor:
+        """One stochastic write pulse per cell (binary devices, ``current_A`` signed, 0 = none); energy [J] (0-d)."""
+        if not getattr(self.device, "binary", False):
+            raise ValueError(f"device: {self.device.name!r} is not a binary device; switch() needs an MTJ (binary = True)")
+        mask = self._cells(mask)
+        i = torch.as_tensor(current_A, device=self.torch_device)
+        state, energy = self.device.switch(self.state, i, t_pulse_s, self.generator, mask=mask)
+        written = i != 0 if mask is None else (i != 0) & mask
+        self.state = self._stamp(state, written.expand(self.stack + (self.rows, self.cols)))
+        self._changed()
+        return energy
 
     def set_time(self, t_s: float, reread: bool = False) -> None:
-        """Look at the array ``t_s`` seconds after programming (drift, 1/f noise).
+        """Move the array's clock to ``t_s`` [s] (drift, 1/f noise; each cell ages from its own last write).
 
         The conductances seen at a time are one snapshot: asking again for the time already
         read keeps it (and its cached transfer matrix) unless ``reread`` draws a fresh one.
@@ -106,32 +220,79 @@ class Crossbar:
         self.t_s = float(t_s)
         self._g = None
         self._transfer = None
+        self._t0 = None
+        self.version += 1
 
     def set_state(self, state: DeviceState) -> None:
-        """Replace the cell state (e.g. after learning pulses); invalidates cached solves."""
+        """Replace the cell state (e.g. after learning pulses); cached solves follow ``plastic_solve``."""
         self.state = state
-        self._g = None
-        self._transfer = None
+        self._changed()
 
     @property
     def g(self) -> Tensor:
         """Conductances [S] now in the array (after drift to ``t_s``)."""
         if self._g is None:
             self._g = self.device.read(self.state, self.t_s, self.generator)
+            self._transfer = None  # rebuilt from the per-tile refresh state by transfer()
         return self._g
 
     # -- solve ------------------------------------------------------------------------------
     def _use_network_solve(self) -> bool:
         return self.solver == "exact" and self.has_wire_resistance
 
-    def transfer(self) -> tuple[Tensor, Tensor]:
-        """Exact transfer matrix ``T`` (``i = v @ T``) and input admittance ``Y`` (``P = v Y vᵀ``), cached."""
-        if self._transfer is None:
-            from .solver import transfer_matrix
+    def _solve_tiles(self, g: Tensor) -> tuple[Tensor, Tensor]:
+        from .solver import transfer_matrix
 
-            self._transfer = transfer_matrix(
-                self.g, self.r_wire_row, self.r_wire_col, self.r_source, self.r_sense, self.r_access
-            )
+        self.n_refreshed += int(math.prod(g.shape[:-2]))
+        return transfer_matrix(g, self.r_wire_row, self.r_wire_col, self.r_source, self.r_sense, self.r_access)
+
+    def staleness_bound(self, g: Tensor | None = None) -> Tensor:
+        """Relative bound (module docstring) on the column-current error of ``T0 + (G − G0)`` per tile
+        (shape ``stack``), as a fraction of the tile's full-scale current ``V·max_j Σ_a G0_aj``."""
+        from .solver import _zop
+
+        if self._t0 is None:
+            return torch.zeros(self.stack, dtype=torch.float64, device=self.torch_device)
+        g = (self.g if g is None else g).to(torch.float64)
+        g0 = self._t0[2].to(torch.float64)
+        dg = g - g0
+        r = {"r_source": self.r_source, "r_wire_row": self.r_wire_row, "r_sense": self.r_sense,
+             "r_wire_col": self.r_wire_col, "r_access": self.r_access}
+        second = (dg.abs() * _zop(g, r)).sum(-2)  # [..., cols]
+        col0 = g0.sum(-2)  # Σ_a G0_aj
+        first = col0.sqrt() * (g0.sqrt() * _zop(dg.abs(), r)).square().sum((-2, -1), keepdim=True).sqrt()[..., 0]
+        fs = col0.amax(-1).clamp(min=1e-300)
+        return _KAPPA * (second + first).amax(-1) / fs
+
+    def transfer(self) -> tuple[Tensor, Tensor]:
+        """Transfer matrix ``T`` (``i = v @ T``) and input admittance ``Y`` (``P = v Y vᵀ``), cached.
+
+        After writes, only changed tiles are touched, following ``plastic_solve`` (module docstring).
+        """
+        if self._transfer is not None:
+            return self._transfer
+        g = self.g
+        if self._t0 is None:
+            t, y = self._solve_tiles(g)
+            self._t0 = (t, y, g)
+            self._transfer = (t, y)
+            return self._transfer
+        t0, y0, g0 = self._t0
+        changed = (g != g0).flatten(-2).any(-1)  # [stack]
+        if self.plastic_solve == "bounded" and bool(changed.any()):
+            refresh = changed & (self.staleness_bound(g) > self.plastic_tol)
+        else:
+            refresh = changed
+        if bool(refresh.any()):
+            t0, y0, g0 = t0.clone(), y0.clone(), g0.clone()
+            t_new, y_new = self._solve_tiles(g[refresh])
+            t0[refresh], y0[refresh], g0[refresh] = t_new, y_new, g[refresh]
+            self._t0 = (t0, y0, g0)
+        if self.plastic_solve == "bounded" and bool((changed & ~refresh).any()):
+            dg = g - g0  # zero on refreshed and unchanged tiles
+            self._transfer = (t0 + dg, y0 + torch.diag_embed(dg.sum(-1)))
+        else:
+            self._transfer = (t0, y0)
         return self._transfer
 
     def mvm(self, v: Tensor) -> Tensor:
@@ -154,7 +315,7 @@ class Crossbar:
         if sigma > 0:
             # independent per-read Gaussian noise on every cell: i_j += σ·sqrt(Σ_i v_i² g_ij²)·N(0, 1)
             std = torch.sqrt((v * v) @ (g * g))
-            i = i + sigma * std * torch.randn(i.shape, generator=self.generator, device=i.device, dtype=i.dtype)
+            i = i + sigma * std * randn(i.shape, self.generator, i.dtype)
         return i
 
     def read_power(self, v: Tensor) -> Tensor:

@@ -25,34 +25,93 @@ from collections import defaultdict
 
 from .constants import OPCOUNT_E_AC_J, OPCOUNT_E_MAC_J
 
+try:  # torch is optional here: the ledger also takes plain floats
+    import torch as _torch
+except ImportError:  # pragma: no cover
+    _torch = None
+
 __all__ = ["COMPONENTS", "EnergyLedger"]
 
 #: components every report lists (zero when unused), in this order
 COMPONENTS = ("array", "dac", "adc", "digital", "neuron", "write")
 
 
+def _is_tensor(x) -> bool:
+    return _torch is not None and isinstance(x, _torch.Tensor)
+
+
+class _Acc:
+    """A running sum of floats and 0-d tensors: tensors are added on their device, without syncing."""
+
+    __slots__ = ("f", "t")
+
+    def __init__(self):
+        self.f = 0.0
+        self.t = None
+
+    def add(self, x) -> None:
+        if _is_tensor(x):
+            x = x.detach()
+            if x.dim() != 0:
+                x = x.sum()
+            self.t = x.to(_torch.float64) if self.t is None else self.t + x.to(device=self.t.device, dtype=_torch.float64)
+        else:
+            self.f += float(x)
+
+    def value(self) -> float:
+        """The sum as a float (syncs once; later calls reuse the folded value)."""
+        if self.t is not None:
+            self.f += float(self.t)
+            self.t = None
+        return self.f
+
+
+class _AccDict(dict):
+    """``{key: _Acc}`` whose items read as floats (synced on access)."""
+
+    def add(self, key, x) -> None:
+        acc = dict.get(self, key)
+        if acc is None:
+            acc = dict.__setitem__(self, key, _Acc()) or dict.__getitem__(self, key)
+        acc.add(x)
+
+    def __getitem__(self, key) -> float:
+        acc = dict.get(self, key)
+        return 0.0 if acc is None else acc.value()
+
+    def values(self):
+        return [a.value() for a in dict.values(self)]
+
+    def items(self):
+        return [(k, a.value()) for k, a in dict.items(self)]
+
+
 class EnergyLedger:
     """Accumulates energy [J], event counts and latency [s] keyed by ``(layer, component)``.
 
     ``n_inferences`` counts the samples the energy was spent on, so :meth:`per_inference`,
-    :meth:`latency_s` and :meth:`records` report per inference.
+    :meth:`latency_s` and :meth:`records` report per inference. :meth:`add` takes floats or tensors;
+    tensors are summed on their device and synchronised only when a report is asked for (no
+    host–device sync per MVM or write step).
     """
 
     def __init__(self):
-        self._energy: dict[tuple[str, str], float] = defaultdict(float)
-        self._events: dict[tuple[str, str], float] = defaultdict(float)
-        self._latency: dict[tuple[str, str], float] = defaultdict(float)
+        self._energy = _AccDict()
+        self._events = _AccDict()
+        self._latency = _AccDict()
         self._ops: dict[str, dict[str, float]] = {}
         self.spiking = False
         self.n_inferences = 0
 
     # -- recording --------------------------------------------------------------------------
-    def add(self, layer: str, component: str, energy_J: float, events: float = 0.0, latency_s: float = 0.0) -> None:
-        """Add ``energy_J`` joules, ``events`` events and ``latency_s`` seconds (all totals) to ``(layer, component)``."""
+    def add(self, layer: str, component: str, energy_J, events=0.0, latency_s=0.0) -> None:
+        """Add ``energy_J`` joules, ``events`` events and ``latency_s`` seconds (all totals) to ``(layer, component)``.
+
+        Each may be a float or a tensor (summed; kept on its device until a report)."""
         key = (layer, component)
-        self._energy[key] += float(energy_J)
-        self._events[key] += float(events)
-        self._latency[key] += float(latency_s)
+        self._energy.add(key, energy_J)
+        self._events.add(key, events)
+        self._latency.add(key, latency_s)
 
     def add_ops(self, layer: str, macs: float = 0.0, acs: float | None = None, macs_ann: float | None = None) -> None:
         """Record op counts (totals over the batch) for ``layer``.

@@ -1,6 +1,12 @@
-"""Mapping of a weight matrix onto tiled crossbar arrays and the hardware matmul (DESIGN §5).
+"""Mapping of a weight matrix onto tiled crossbar arrays: a long-lived, reprogrammable chip.
 
-``W [out, in]`` is stored transposed, inputs on rows and outputs on columns; ``w_max = max|W|``.
+``W [out, in]`` is stored transposed, inputs on rows and outputs on columns. ``w_max`` is the chip's
+fixed weight range: given, or ``max|W|`` of the first :meth:`MappedMatrix.program`; weights beyond
+it saturate at the cells' window.
+
+Lifecycle: build (device-to-device spread and stuck-at masks drawn once, with the cells) →
+``program(W)`` (closed-loop write; per-ADC static errors drawn once, at the first program) →
+``matmul``/``weights``/``pulse``/``update``/``switch``/``set_time`` → ``program(W2)`` on the same cells.
 
 Signed weights (``scheme``)
 ---------------------------
@@ -17,6 +23,12 @@ Signed weights (``scheme``)
   suffices. With quantised weights the offset is ISAAC's biased encoding (Shafiee et al., ISCA
   2016): ``X = W_int + 2^(n−1)`` (offset binary), and the reference column holds the code of
   ``W_int = 0``, so zero weights are exact and every reference level is a programmable cell level.
+* ``unipolar``: one column per output for non-negative weights, ``G = g_min + W·s``,
+  ``s = (g_max − g_min)/w_max``, and one **reference column** per array with every cell at ``g_min``;
+  its current is subtracted from every column in the analog domain before the ADC (or the column
+  neuron), ``I − I_ref = s·(v @ Wᵀ)``. The reference is physical (it sees the same wires and the
+  same device spread as the weights' baseline), which is why it is a column and not a digital
+  offset. The layout of STDP and binary (MTJ) synapses. Negative weights raise ``ValueError``.
 
 Quantised and bit-sliced weights (``weight_bits = n``, ``bits_per_cell = b``)
 -------------------------------------------------------------------------------
@@ -41,6 +53,42 @@ binary spikes (see :class:`DAC`). The forward path is DAC → circuit solve → 
 ADC per slice, input bit and tile → digital shift-and-add over slices and input bits and
 accumulation of the partial sums over input tiles → rescale to weight units.
 
+Writes after programming (on-chip learning)
+-------------------------------------------
+Signed pulse counts ``n [out, in]`` go through the device's own ``pulse`` (nonlinearity, noise,
+saturation); bit-sliced codings (``n_slices > 1``) cannot be pulsed. Per scheme:
+
+* ``unipolar``/``offset``: the weight's single cell gets ``n`` (``n > 0`` potentiates, ``n < 0``
+  depresses; for PCM a depression is an abrupt RESET).
+* ``differential``: SET-only on the pair — ``n > 0`` potentiates ``G⁺`` by ``n`` pulses, ``n < 0``
+  potentiates ``G⁻`` by ``|n|`` (no depression pulses, so asymmetric or abrupt-RESET devices such as
+  PCM work; Burr et al., IEEE TED 62, 3498, 2015). When a side saturates — its mean step at its
+  conductance has fallen below half the step at ``g_min``, or one more step would pass ``g_max`` —
+  the pair is **refreshed**: its effective weight is read and re-programmed with the minimal pair
+  (the other side at ``g_min``), counted as ``refresh`` write events (program-and-verify energy is
+  not modelled).
+
+:meth:`MappedMatrix.update` turns weight changes into pulse counts with the local nominal step of
+the cell that would move (``Device.pulse_step``), by stochastic rounding; on a continuous ideal
+device ``rounding="none"`` writes the change exactly. :meth:`MappedMatrix.switch` writes binary
+devices: a signed switching probability per weight becomes a current by the device's
+``current_for_probability`` at nominal parameters, and each cell then switches with its own Δ and
+Ic0 — the single cell (unipolar, offset) or both cells of the pair in push-pull (``G⁺`` towards
+P and ``G⁻`` towards AP for ``p > 0``, reversed for ``p < 0``: ternary weights).
+
+Write energy (the device's, summed over cells) and latency go to the ledger's ``write``
+component; latency assumes all arrays write in parallel and, within an array, one row after the
+other with all cells of a row in parallel: ``Σ_rows max_cells |n|·t_write`` on the slowest array.
+
+Replicas
+--------
+``replicas=R`` stacks ``R`` independent chips (own d2d draws, stuck masks, ADC errors, noise) in one
+set of tensors, inputs ``[R, B, in]`` → ``[R, B, out]``. Replica ``r`` draws every random number from
+its own generator (a :class:`~device_models.base.GeneratorStack`) in the same order as a single
+matrix, so a replicated matrix equals ``R`` matrices built separately with those generators. The
+weight range ``w_max`` is common; DAC ranges are shared, ADC ranges and drift compensation are
+per replica.
+
 Energy and latency (to an :class:`EnergyLedger`)
 ------------------------------------------------
 ``array``: exact read energy of every read pulse from the solve (``t_read·vᵀYv``; ideal wires:
@@ -59,11 +107,13 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
 from device_models import Device
+from device_models.base import GeneratorStack, new_generator, rand
 
 from .constants import int_add_energy_J
 from .converters import ADC, DAC
@@ -71,72 +121,160 @@ from .crossbar import Crossbar
 from .energy import EnergyLedger
 from .spec import SCHEMES, CrossbarSpec, WeightCoding, weight_coding
 
-__all__ = ["CrossbarSpec", "MappedMatrix", "SCHEMES", "WeightCoding", "weight_coding"]
+__all__ = ["CrossbarSpec", "MappedMatrix", "RowDrive", "SCHEMES", "WeightCoding", "weight_coding"]
 
 #: largest number of elements of the per-call intermediate tensors before :meth:`MappedMatrix.matmul`
 #: splits the batch (a loop over batch chunks, not samples)
 _CHUNK_ELEMENTS = 2**24
+#: spike inputs read only the active rows when at most this fraction of the rows is active
+_SPARSE_FRACTION = 0.25
+#: most pulses one :meth:`MappedMatrix.update` call sends to a cell
+_MAX_PULSES = 1000
+#: |p| is clipped here in :meth:`MappedMatrix.switch` (p = 1 needs an infinite current)
+_P_MAX = 1.0 - 1e-9
+
+
+@dataclass
+class RowDrive:
+    """Row drive of one :meth:`MappedMatrix.drive` call (the input of :meth:`MappedMatrix.signals`).
+
+    ``u [*L, N, in]`` is the signed fraction of ``v_read`` on each input row for each of the
+    ``N = J·B`` reads (read-major: read ``j`` of vector ``b`` is ``j·B + b``); ``weights`` the ``J``
+    shift-and-add weights of the reads; ``x = x_scale·Σ_j weights[j]·u[j]``. ``active`` holds the
+    indices of the rows any read drives (sparse spike inputs), else ``None``. ``*L`` is ``(R,)`` for
+    replicated matrices. :attr:`v` gives the row voltages of every array ``[*L, n_tiles_in, 1, N, rows]``.
+    """
+
+    u: Tensor
+    weights: list
+    x_scale: float
+    batch: int
+    active: Tensor | None = None
+    _mm: MappedMatrix | None = field(default=None, repr=False)
+    _v: Tensor | None = field(default=None, repr=False)
+
+    @property
+    def n_reads(self) -> int:
+        return len(self.weights)
+
+    @property
+    def v(self) -> Tensor:
+        if self._v is None:
+            self._v = self._mm._rows(self.u)
+        return self._v
+
+
+def _make_generator(generator, replicas: int | None):
+    """A torch.Generator (single chip) or a GeneratorStack (replicas) from the user's argument."""
+    if replicas is None:
+        if generator is None:
+            return new_generator()
+        if isinstance(generator, torch.Generator):
+            return generator
+        raise ValueError(f"generator: got {type(generator).__name__}; expected a torch.Generator (replicas is None)")
+    if generator is None:
+        return GeneratorStack([new_generator() for _ in range(replicas)])
+    if isinstance(generator, torch.Generator):
+        # one child stream per replica, seeded from the given generator (deterministic under its seed)
+        seeds = torch.randint(0, 2**62, (replicas,), generator=generator, device=generator.device).tolist()
+        return GeneratorStack([torch.Generator(device=generator.device).manual_seed(int(sd)) for sd in seeds])
+    gens = list(generator)
+    if len(gens) != replicas or not all(isinstance(g, torch.Generator) for g in gens):
+        raise ValueError(f"generator: got {len(gens)} items; replicas={replicas} needs one torch.Generator per replica")
+    return GeneratorStack(gens)
 
 
 class MappedMatrix:
-    """A weight matrix ``W [out, in]`` programmed onto crossbars; :meth:`matmul` computes ``x @ Wᵀ`` in hardware.
+    """A weight matrix ``[out, in]`` on tiled crossbars: one chip for its life (module docstring).
 
     Parameters
     ----------
     weight:
-        ``[out, in]`` tensor (any float dtype; the software reference).
+        ``(out, in)``: the shape of the matrix (cells start at the device's fresh state, call
+        :meth:`program`); or a ``[out, in]`` (``[R, out, in]`` with ``replicas``) tensor: build, then
+        :meth:`program` it (the previous behaviour).
     device:
         Cell model used for every array of this matrix.
     spec:
-        Array size, wire resistances, solver, read pulse and weight mapping.
+        Array size, wire resistances, solver (``plastic_solve``, ``plastic_tol``), read pulse, weight mapping.
     dac, adc:
         Converter templates (copied; each matrix calibrates its own ranges). ``dac.mode`` selects
         amplitude, bit-serial or spike inputs.
     generator:
-        Source of all randomness (programming noise, faults, read noise, ADC errors).
+        Source of all randomness (programming noise, faults, read noise, ADC errors, stochastic
+        rounding). ``None``: a fresh OS-entropy seed (two matrices never share noise). With
+        ``replicas``: one generator per replica (a list), or one generator whose draws seed the
+        replicas' own.
     drift_compensation:
         Global drift compensation (Le Gallo et al., Adv. Electron. Mater. 4, 1700627,
         2018): the digital output is scaled by ``α = ΣI(t0)/ΣI(t)``, the ratio of the
         summed column currents for an all-ones input read at calibration and now.
+    w_max:
+        Fixed weight range of the chip (``None``: ``max|W|`` of the first :meth:`program`).
+    replicas:
+        ``None`` (one chip) or ``R``: independent chips computed together (module docstring).
     """
 
     def __init__(
         self,
-        weight: Tensor,
+        weight,
         device: Device,
         spec: CrossbarSpec | None = None,
         dac: DAC | None = None,
         adc: ADC | None = None,
-        generator: torch.Generator | None = None,
+        generator=None,
         dtype: torch.dtype = torch.float32,
         drift_compensation: bool = False,
         name: str = "matrix",
+        w_max: float | None = None,
+        replicas: int | None = None,
     ):
-        if weight.dim() != 2:
-            raise ValueError(f"weight: got shape {tuple(weight.shape)}; expected [out, in]")
-        if not torch.isfinite(weight).all():
-            raise ValueError("weight: contains NaN or inf")
+        if replicas is not None and (isinstance(replicas, bool) or int(replicas) != replicas or replicas < 1):
+            raise ValueError(f"replicas: got {replicas!r}; must be an integer ≥ 1 or None")
+        self.replicas = None if replicas is None else int(replicas)
+        w = None
+        if isinstance(weight, Tensor):
+            want = 2 if self.replicas is None else (2, 3)
+            if weight.dim() not in ((want,) if isinstance(want, int) else want):
+                raise ValueError(
+                    f"weight: got shape {tuple(weight.shape)}; expected [out, in]"
+                    + ("" if self.replicas is None else f" or [{self.replicas}, out, in]")
+                )
+            if weight.dim() == 3 and weight.shape[0] != self.replicas:
+                raise ValueError(f"weight: got shape {tuple(weight.shape)}; the leading dim must be replicas={self.replicas}")
+            if not torch.isfinite(weight).all():
+                raise ValueError("weight: contains NaN or inf")
+            w = weight
+            shape = tuple(weight.shape[-2:])
+        else:
+            try:
+                shape = tuple(int(d) for d in weight)
+            except TypeError:
+                raise ValueError(f"weight: got {weight!r}; expected a shape (out, in) or a weight tensor") from None
+            if len(shape) != 2 or min(shape) < 1 or any(int(a) != a for a in weight):
+                raise ValueError(f"weight: got shape {weight!r}; expected (out, in), two integers ≥ 1")
+        if w_max is not None and not (float(w_max) > 0 and math.isfinite(float(w_max))):
+            raise ValueError(f"w_max: got {w_max!r}; must be a finite weight range > 0 (or None: max|W| of the first program)")
         self.name = name
         self.device = device
         self.spec = spec or CrossbarSpec()
         self.dac = copy.deepcopy(dac) if dac is not None else DAC(bits=None)
         self.adc = copy.deepcopy(adc) if adc is not None else ADC(bits=None)
-        self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        self.generator = _make_generator(generator, self.replicas)
         self.dtype = dtype
         self.drift_compensation = drift_compensation
-        self.out_features, self.in_features = weight.shape
+        self.out_features, self.in_features = shape
         self.v_read = float(self.spec.v_read if self.spec.v_read is not None else device.v_read)
         self.t_read_s = float(self.spec.t_read_s if self.spec.t_read_s is not None else device.t_read_s)
         self.coding = self.spec.coding
+        self._lead = () if self.replicas is None else (self.replicas,)
 
         rows, cols, c = self.spec.rows, self.spec.cols, self.coding
         self.out_per_tile = (cols - c.n_ref) // c.cols_per_output
         self.n_tiles_in = math.ceil(self.in_features / rows)
         self.n_tiles_out = math.ceil(self.out_features / self.out_per_tile)
-        tdev = self.generator.device
-        w = weight.detach().to(device=tdev, dtype=torch.float64)
-        digits, self._ref_digits, self.delta_g, self.q = self._encode(w)
-        self.g_scale = self.delta_g / self.q  # effective siemens per weight unit of the recombined output
+        self.w_max: float | None = None
+        self._set_range(w_max)
         self.crossbar = Crossbar(
             rows,
             cols,
@@ -147,22 +285,21 @@ class MappedMatrix:
             r_sense=self.spec.r_sense,
             r_access=self.spec.r_access,
             solver=self.spec.solver,
-            stack=(self.n_tiles_in, self.n_tiles_out),
+            stack=self._lead + (self.n_tiles_in, self.n_tiles_out),
             generator=self.generator,
             dtype=dtype,
+            plastic_solve=getattr(self.spec, "plastic_solve", "exact"),
+            plastic_tol=getattr(self.spec, "plastic_tol", 1e-3),
         )
-        self.crossbar.program(self._targets(digits).to(dtype))
-        # static ADC errors, one draw per physical ADC of every array (nothing drawn when off)
         self.n_adc_per_array = math.ceil(self.signals_per_array / self.adc.cols_per_adc)
-        static = self.adc.draw_static((self.n_tiles_in, self.n_tiles_out, self.n_adc_per_array), self.generator, dtype)
-        if static is None:
-            self._adc_gain = self._adc_offset = None
-        else:
-            idx = torch.arange(self.signals_per_array, device=tdev) // self.adc.cols_per_adc
-            self._adc_gain = static[0][..., idx].unsqueeze(-2)
-            self._adc_offset = static[1][..., idx].unsqueeze(-2)
+        self._static_drawn = False
+        self._adc_gain = self._adc_offset = None
         self._alpha = 1.0
-        self._ones_ref: float | None = None
+        self._ones_ref = None
+        self._eff_cache: tuple[int, Tensor] | None = None
+        self.programmed = False
+        if w is not None:
+            self.program(w)
 
     # -- layout -----------------------------------------------------------------------------
     @property
@@ -174,35 +311,75 @@ class MappedMatrix:
         """ADC inputs per array: one per slice column (pair) of every output slot."""
         return self.out_per_tile * self.coding.n_slices
 
-    def _encode(self, w: Tensor) -> tuple[Tensor, Tensor, float, float]:
-        """Cell digits ``[K, p, out, in]``, reference digits per slice ``[K]``, ``Δg`` [S/digit], ``q`` [weight/integer]."""
+    @property
+    def torch_device(self) -> torch.device:
+        return torch.device(self.generator.device)
+
+    @property
+    def weight_shape(self) -> tuple:
+        return self._lead + (self.out_features, self.in_features)
+
+    def _set_range(self, w_max: float | None) -> None:
+        """Fix the weight range and the conductance scale: ``Δg`` [S/digit], ``q``, ``g_scale = Δg/q``."""
         c = self.coding
+        if w_max is None:
+            self.delta_g = self.q = self.g_scale = None
+            self._ref_digits = None
+            return
+        self.w_max = float(w_max)
         g_win = self.device.g_max - self.device.g_min
-        w_abs_max = float(w.abs().max()) if w.numel() else 0.0
-        w_max = w_abs_max if w_abs_max > 0 else 1.0
+        wm = self.w_max
+        if c.weight_bits is None:
+            if c.scheme == "offset":
+                self._ref_digits, self.delta_g, self.q = [wm], g_win / (2 * wm), 1.0
+            else:
+                self._ref_digits, self.delta_g, self.q = [0.0], g_win / wm, 1.0
+        else:
+            n, b, k = c.weight_bits, c.cell_bits, c.n_slices
+            base = 2**b
+            if c.scheme == "unipolar":
+                self.q = wm / (2**n - 1)
+                self._ref_digits = [0.0] * k
+            else:
+                half = 2 ** (n - 1)
+                self.q = wm / (half - 1)
+                if c.scheme == "differential":
+                    self._ref_digits = [0.0] * k
+                else:
+                    self._ref_digits = [float((half // base**kk) % base) for kk in range(k)]
+            self.delta_g = g_win / (base - 1)
+        self.g_scale = self.delta_g / self.q  # effective siemens per weight unit of the recombined output
+
+    def _need_range(self, what: str) -> None:
+        if self.w_max is None:
+            raise ValueError(f"{what}: the weight range is not set; pass w_max= to MappedMatrix or program(W) first")
+
+    def _encode(self, w: Tensor) -> Tensor:
+        """Cell digits ``[*L, K, p, out, in]`` of weights ``w [*L, out, in]`` (float64)."""
+        c = self.coding
+        wm = self.w_max
         if c.weight_bits is None:  # continuous weights, one cell (pair) per weight
             if c.scheme == "differential":
-                digits = torch.stack([w.clamp(min=0), (-w).clamp(min=0)]).unsqueeze(0)
-                return digits, w.new_zeros(1), g_win / w_max, 1.0
-            digits = (w + w_max).unsqueeze(0).unsqueeze(0)
-            return digits, w.new_full((1,), w_max), g_win / (2 * w_max), 1.0
+                return torch.stack([w.clamp(min=0), (-w).clamp(min=0)], -3).unsqueeze(-4)
+            if c.scheme == "unipolar":
+                return w.unsqueeze(-3).unsqueeze(-4)
+            return (w + wm).unsqueeze(-3).unsqueeze(-4)
         n, b, k = c.weight_bits, c.cell_bits, c.n_slices
-        half = 2 ** (n - 1)
-        q = w_max / (half - 1)
-        w_int = torch.round(w / q).clamp(-(half - 1), half - 1)
         base = 2.0**b
         powers = base ** torch.arange(k, dtype=w.dtype, device=w.device)
-        if c.scheme == "differential":
-            code = torch.stack([w_int.clamp(min=0), (-w_int).clamp(min=0)])  # [2, out, in]
-            ref = w.new_zeros(k)
+        if c.scheme == "unipolar":
+            code = torch.round(w / self.q).clamp(0, 2**n - 1).unsqueeze(-3)
         else:
-            code = (w_int + half).unsqueeze(0)  # [1, out, in]
-            ref = torch.remainder(torch.floor(half / powers), base)
-        digits = torch.remainder(torch.floor(code.unsqueeze(0) / powers.view(-1, 1, 1, 1)), base)  # [K, p, out, in]
-        return digits, ref, g_win / (base - 1), q
+            half = 2 ** (n - 1)
+            w_int = torch.round(w / self.q).clamp(-(half - 1), half - 1)
+            if c.scheme == "differential":
+                code = torch.stack([w_int.clamp(min=0), (-w_int).clamp(min=0)], -3)  # [*L, 2, out, in]
+            else:
+                code = (w_int + half).unsqueeze(-3)  # [*L, 1, out, in]
+        return torch.remainder(torch.floor(code.unsqueeze(-4) / powers.view(-1, 1, 1, 1)), base)  # [*L, K, p, out, in]
 
     def _ref_columns(self) -> Tensor:
-        """Column index of the reference each slice subtracts (offset scheme): ``[K]``."""
+        """Column index of the reference each slice subtracts (offset, unipolar): ``[K]``."""
         c, cols = self.coding, self.spec.cols
         if c.n_ref == 1:
             return torch.full((c.n_slices,), cols - 1, dtype=torch.long)
@@ -210,19 +387,32 @@ class MappedMatrix:
         idx[-1] = cols - 1  # top slice: the reference at the code of zero
         return idx
 
-    def _targets(self, digits: Tensor) -> Tensor:
-        """Target conductances ``[n_tiles_in, n_tiles_out, rows, cols]``.
+    def _to_cells(self, d: Tensor, fill: float = 0.0) -> Tensor:
+        """Per-weight cell values ``[*L, K, p, out, in]`` → array layout ``[*L, ti, to, rows, cols]``.
 
         Output ``o`` of a tile occupies columns ``o·K·p … (o+1)·K·p − 1``, slice ``k`` and polarity
-        ``s`` at ``o·K·p + k·p + s``; the reference columns (offset scheme) are the last ``n_ref``.
+        ``s`` at ``o·K·p + k·p + s``; the reference columns (offset, unipolar) are the last ``n_ref``;
+        cells that hold no weight get ``fill``.
         """
         rows, cols, opt, c = self.spec.rows, self.spec.cols, self.out_per_tile, self.coding
         k, p = c.n_slices, c.cols_per_slice
-        d = digits.permute(3, 2, 0, 1)  # [in, out, K, p]
-        wt = d.new_zeros(self.n_tiles_in * rows, self.n_tiles_out * opt, k, p)
-        wt[: self.in_features, : self.out_features] = d
-        wt = wt.reshape(self.n_tiles_in, rows, self.n_tiles_out, opt * k * p).permute(0, 2, 1, 3)
-        g = torch.full((self.n_tiles_in, self.n_tiles_out, rows, cols), self.device.g_min, dtype=d.dtype, device=d.device)
+        lead = tuple(d.shape[:-4])
+        nl = len(lead)
+        d = d.permute(*range(nl), nl + 3, nl + 2, nl, nl + 1)  # [*L, in, out, K, p]
+        wt = d.new_zeros(*lead, self.n_tiles_in * rows, self.n_tiles_out * opt, k, p)
+        wt[..., : self.in_features, : self.out_features, :, :] = d
+        wt = wt.reshape(*lead, self.n_tiles_in, rows, self.n_tiles_out, opt * k * p).transpose(-3, -2)
+        out = torch.full((*lead, self.n_tiles_in, self.n_tiles_out, rows, cols), fill, dtype=d.dtype, device=d.device)
+        out[..., : opt * k * p] = wt
+        return out
+
+    def _targets(self, digits: Tensor) -> Tensor:
+        """Target conductances ``[*L, n_tiles_in, n_tiles_out, rows, cols]`` of cell digits (:meth:`_to_cells`)."""
+        rows, cols, opt, c = self.spec.rows, self.spec.cols, self.out_per_tile, self.coding
+        k, p = c.n_slices, c.cols_per_slice
+        wt = self._to_cells(digits)[..., : opt * k * p]
+        g = torch.full((*digits.shape[:-4], self.n_tiles_in, self.n_tiles_out, rows, cols), self.device.g_min,
+                       dtype=digits.dtype, device=digits.device)
         g[..., : opt * k * p] += wt * self.delta_g
         if c.n_ref:
             ref_cols = self._ref_columns()
@@ -230,35 +420,12 @@ class MappedMatrix:
                 g[..., int(ref_cols[kk])] = self.device.g_min + float(self._ref_digits[kk]) * self.delta_g
         return g
 
-    # -- time -------------------------------------------------------------------------------
-    def set_time(self, t_s: float) -> None:
-        """Evaluate ``t_s`` seconds after programming; re-measures the drift-compensation factor."""
-        self.crossbar.set_time(t_s)
-        self._alpha = 1.0
-        if self._ones_ref is not None and t_s > 0:
-            now = self._ones_read()
-            self._alpha = self._ones_ref / now if now > 0 else 1.0
-
-    def _ones_read(self) -> float:
-        v = torch.full((self.n_tiles_in, 1, 1, self.spec.rows), self.v_read, dtype=self.dtype, device=self.generator.device)
-        return float(self.crossbar.mvm(v).sum())
-
-    # -- forward ----------------------------------------------------------------------------
-    def _rows(self, u: Tensor) -> Tensor:
-        """Row drive fractions ``u [N, in]`` → row voltages ``[n_tiles_in, 1, N, rows]``."""
-        n = u.shape[0]
-        pad = self.n_tiles_in * self.spec.rows - self.in_features
-        if pad:
-            u = torch.nn.functional.pad(u, (0, pad))
-        return (u * self.v_read).reshape(n, self.n_tiles_in, self.spec.rows).permute(1, 0, 2).unsqueeze(1)
-
-    def _signals(self, v: Tensor) -> Tensor:
-        """ADC input currents ``[n_tiles_in, n_tiles_out, N, out_per_tile·K]`` (after analog subtraction).
+    def _combine(self, i: Tensor) -> Tensor:
+        """Analog subtraction on the last (column) dim: ``[..., cols]`` → ``[..., out_per_tile·K]``.
 
         Signal ``o·K + k`` is slice ``k`` of output slot ``o``: ``I⁺ − I⁻`` (differential) or
-        ``I − I_ref`` (offset).
+        ``I − I_ref`` (offset, unipolar).
         """
-        i = self.crossbar.mvm(v)
         c, opt = self.coding, self.out_per_tile
         k, p = c.n_slices, c.cols_per_slice
         blk = i[..., : opt * k * p].reshape(*i.shape[:-1], opt, k, p)
@@ -269,18 +436,442 @@ class MappedMatrix:
             sig = blk[..., 0] - ref.unsqueeze(-2)
         return sig.reshape(*i.shape[:-1], opt * k)
 
-    def _drive(self, x: Tensor) -> tuple[Tensor, list[float], float]:
-        u, wj, x_scale = self.dac.slices(x.to(self.dtype))
-        return u.reshape(-1, u.shape[-1]), wj, x_scale
+    def _slots_to_weights(self, m: Tensor) -> Tensor:
+        """``[*L, ti, to, rows, opt]`` (one value per row and output slot) → ``[*L, out, in]``."""
+        lead = m.shape[:-4]
+        m = m.transpose(-3, -2).reshape(*lead, self.n_tiles_in * self.spec.rows, self.n_tiles_out * self.out_per_tile)
+        return m[..., : self.in_features, : self.out_features].transpose(-2, -1)
+
+    def _cells_to_weights(self, g: Tensor) -> Tensor:
+        """Weights ``[*L, out, in]`` that conductances ``g [*L, ti, to, rows, cols]`` encode (ideal read)."""
+        c = self.coding
+        sig = self._combine(g)  # [*L, ti, to, rows, opt·K]
+        if c.n_slices > 1:
+            sig = sig.reshape(*sig.shape[:-1], self.out_per_tile, c.n_slices)
+            wk = (2.0**c.cell_bits) ** torch.arange(c.n_slices, dtype=sig.dtype, device=sig.device)
+            sig = (sig * wk).sum(-1)
+        return self._slots_to_weights(sig) / self.g_scale
+
+    def _from_cells(self, x: Tensor) -> Tensor:
+        """Array layout ``[*L, ti, to, rows, cols]`` → per-weight cells ``[*L, K, p, out, in]``."""
+        c, opt, rows = self.coding, self.out_per_tile, self.spec.rows
+        k, p = c.n_slices, c.cols_per_slice
+        lead = x.shape[:-4]
+        nl = len(lead)
+        blk = x[..., : opt * k * p].transpose(-3, -2).reshape(*lead, self.n_tiles_in * rows, self.n_tiles_out * opt, k, p)
+        blk = blk[..., : self.in_features, : self.out_features, :, :]
+        return blk.permute(*range(nl), nl + 2, nl + 3, nl + 1, nl)
+
+    # -- programming ------------------------------------------------------------------------
+    def _weights_arg(self, w: Tensor, name: str) -> Tensor:
+        if not isinstance(w, Tensor):
+            w = torch.as_tensor(w)
+        try:
+            w = w.detach().to(device=self.torch_device, dtype=torch.float64).expand(self.weight_shape)
+        except RuntimeError:
+            raise ValueError(f"{name}: got shape {tuple(w.shape)}; expected {list(self.weight_shape)}"
+                             + (f" or [{self.out_features}, {self.in_features}]" if self.replicas else "")) from None
+        if not bool(torch.isfinite(w).all()):
+            raise ValueError(f"{name}: contains NaN or inf")
+        return w
+
+    def _mask_arg(self, mask) -> Tensor | None:
+        if mask is None:
+            return None
+        mask = torch.as_tensor(mask, device=self.torch_device)
+        if mask.dtype != torch.bool:
+            raise ValueError(f"mask: got dtype {mask.dtype}; expected a boolean tensor [out, in] (True = write)")
+        try:
+            return mask.expand(self.weight_shape)
+        except RuntimeError:
+            raise ValueError(f"mask: got shape {tuple(mask.shape)}; expected {list(self.weight_shape)}") from None
+
+    def program(self, weight: Tensor) -> None:
+        """Write ``weight`` (``[out, in]``, or ``[R, out, in]`` with replicas) on the same cells.
+
+        The cells' device-to-device spread and stuck-at masks, and the ADC static errors (drawn at
+        the first program), are kept; programming noise is drawn anew. Written at the chip clock's
+        present time (:meth:`set_time`). Weights beyond ``±w_max`` saturate.
+        """
+        w = self._weights_arg(weight, "weight")
+        if self.coding.scheme == "unipolar" and bool((w < 0).any()):
+            raise ValueError(
+                f"weight: the unipolar scheme stores non-negative weights only; got min {float(w.min()):.4g} "
+                "(use scheme 'differential' or 'offset', or clip W at 0)"
+            )
+        if self.w_max is None:
+            m = float(w.abs().max()) if w.numel() else 0.0
+            self._set_range(m if m > 0 else 1.0)
+        self.crossbar.program(self._targets(self._encode(w)).to(self.dtype))
+        self._ensure_static()
+        self.programmed = True
+
+    def _ensure_static(self) -> None:
+        """Static ADC errors, one draw per physical ADC of every array (nothing drawn when off), once."""
+        if self._static_drawn:
+            return
+        self._static_drawn = True
+        shape = (self.n_tiles_in, self.n_tiles_out, self.n_adc_per_array)
+        gens = self.generator if isinstance(self.generator, GeneratorStack) else [self.generator]
+        draws = [self.adc.draw_static(shape, g, self.dtype) for g in gens]
+        if draws[0] is None:
+            return
+        gain = torch.stack([d[0] for d in draws]) if self.replicas else draws[0][0]
+        off = torch.stack([d[1] for d in draws]) if self.replicas else draws[0][1]
+        idx = torch.arange(self.signals_per_array, device=self.torch_device) // self.adc.cols_per_adc
+        self._adc_gain = gain[..., idx].unsqueeze(-2)
+        self._adc_offset = off[..., idx].unsqueeze(-2)
+
+    def weights(self) -> Tensor:
+        """Effective weights the chip holds now ``[out, in]`` (``[R, out, in]``), in weight units.
+
+        What the arrays encode with ideal wires and converters: ``(G⁺ − G⁻)/g_scale`` (differential),
+        ``(G − G_ref)/g_scale`` (offset, unipolar; the reference cell of the same row), recombined over
+        slices, with every cell's programming noise, stuck state, drift to the present time and pulses.
+        """
+        self._need_range("weights()")
+        return self._cells_to_weights(self.crossbar.g.to(torch.float64)).to(self.dtype)
+
+    # -- on-chip writes ---------------------------------------------------------------------
+    def _check_pulsable(self, what: str) -> None:
+        self._need_range(what)
+        if self.coding.n_slices > 1:
+            raise ValueError(f"{what}: bit-sliced weights (n_slices = {self.coding.n_slices}) cannot be pulsed; "
+                             "use program(), or mapping.bits_per_cell = None")
+        if not getattr(self.device, "pulsed", False):
+            raise ValueError(f"{what}: device {self.device.name!r} does not support pulsed updates")
+        self._ensure_static()
+
+    def _cell_counts(self, n: Tensor) -> Tensor:
+        """Signed per-weight pulse counts ``[*L, out, in]`` → per-cell counts in the array layout."""
+        if self.coding.cols_per_slice == 2:  # SET-only on the pair
+            d = torch.stack([n.clamp(min=0), (-n).clamp(min=0)], -3).unsqueeze(-4)
+        else:
+            d = n.unsqueeze(-3).unsqueeze(-4)
+        return self._to_cells(d)
+
+    def _write_latency(self, cell_counts: Tensor, t_write: float) -> Tensor:
+        """Rows one after the other, cells of a row in parallel, all arrays (and replicas) in parallel."""
+        per_row = cell_counts.abs().amax(-1).sum(-1)  # [*L, ti, to]
+        return per_row.amax() * t_write
+
+    def _record_write(self, ledger, energy, events, latency) -> None:
+        if ledger is not None:
+            ledger.add(self.name, "write", energy, events=events, latency_s=latency)
+
+    def pulse(self, n: Tensor, ledger: EnergyLedger | None = None, mask: Tensor | None = None, *, _exact: bool = False) -> Tensor:
+        """Apply signed pulse counts per weight ``n [out, in]`` (``[R, out, in]``) through the device's ``pulse``.
+
+        Mapping to cells per scheme (module docstring): unipolar/offset the weight's cell, differential
+        SET-only on the pair with a refresh of saturated pairs. ``mask`` (boolean, per weight) limits the
+        write to those weights. Write energy and latency go to ``ledger`` (component ``write``).
+        Returns the write energy [J] (0-d tensor).
+        """
+        self._check_pulsable("pulse")
+        n = self._weights_arg(n, "n")
+        if not _exact:
+            n = n.round()
+        m = self._mask_arg(mask)
+        if m is not None:
+            n = torch.where(m, n, torch.zeros((), dtype=n.dtype, device=n.device))
+        cells = self._cell_counts(n)
+        energy = self.crossbar.pulse(cells.to(self.crossbar.state.g.dtype if _exact else torch.float64))
+        events = cells.abs().sum()
+        latency = self._write_latency(cells, float(getattr(self.device, "t_write_s", 0.0) or 0.0))
+        self._record_write(ledger, energy, events, latency)
+        if self.coding.cols_per_slice == 2:
+            self._refresh_saturated(n != 0, ledger)
+        return energy
+
+    def _refresh_saturated(self, touched: Tensor, ledger) -> None:
+        """Re-program differential pairs (among ``touched`` weights) whose potentiated side saturated."""
+        dev, state = self.device, self.crossbar.state
+        step = dev.pulse_step(state, +1)
+        ref = dev.pulse_step(state.replace(g=torch.full_like(state.g, float(dev.g_min))), +1)
+        sat = (step < 0.5 * ref) | (state.g.to(step.dtype) + 0.5 * ref > dev.g_max)
+        sat_w = self._from_cells(sat).any(-3)[..., 0, :, :] & touched  # [*L, out, in]
+        if not bool(sat_w.any()):
+            return
+        w = self._cells_to_weights(self.crossbar.g.to(torch.float64))
+        cell_mask = self._to_cells(sat_w.unsqueeze(-3).unsqueeze(-4).expand(*sat_w.shape[:-2], 1, 2, *sat_w.shape[-2:]).to(torch.float64)) > 0
+        self.crossbar.program(self._targets(self._encode(w)).to(self.dtype), mask=cell_mask)
+        if ledger is not None:
+            ledger.add(self.name, "write", 0.0, events=cell_mask.sum())
+        self.n_refreshes = getattr(self, "n_refreshes", 0) + int(sat_w.sum())
+
+    def pulse_step_w(self, direction: int = 1) -> Tensor:
+        """Weight change of one pulse per weight ``[out, in]`` (``[R, out, in]``) at the cells' present
+        conductances: the device's mean step of the cell that would move (``Device.pulse_step``) over
+        ``g_scale``. Differential: the ``G⁺`` side for ``direction > 0``, ``G⁻`` otherwise (SET-only)."""
+        self._check_pulsable("pulse_step_w")
+        st = self.crossbar.state
+        if self.coding.cols_per_slice == 2:
+            cells = self._from_cells(self.device.pulse_step(st, +1))[..., 0, :, :, :]  # [*L, 2, out, in]
+            g_step = cells[..., 0, :, :] if direction > 0 else cells[..., 1, :, :]
+        else:
+            g_step = self._from_cells(self.device.pulse_step(st, 1 if direction > 0 else -1))[..., 0, 0, :, :]
+        return g_step.to(torch.float64) / self.g_scale
+
+    def update(self, dw: Tensor, ledger: EnergyLedger | None = None, mask: Tensor | None = None, rounding: str = "stochastic") -> Tensor:
+        """Change the weights by ``dw`` (weight units, ``[out, in]``/``[R, out, in]``) with device pulses.
+
+        ``rounding="stochastic"``: ``n = ⌊|dw|/step⌋ + Bernoulli(frac)`` pulses with ``step`` the local
+        nominal weight step of the cell that moves (:meth:`pulse_step_w`; unbiased in expectation, at
+        most 1000 pulses per cell and call; cells with no step left get none); ``"nearest"``: rounded;
+        ``"none"``: exact continuous writes, only for devices with ``continuous_writes`` (the ideal
+        device without levels), which reproduces a software rule to float precision.
+        Returns the signed pulse counts applied ``[*L, out, in]`` (fractional for ``"none"``).
+        """
+        if rounding not in ("stochastic", "nearest", "none"):
+            raise ValueError(f"rounding: got {rounding!r}; allowed: 'stochastic', 'nearest', 'none'")
+        self._check_pulsable("update")
+        dw = self._weights_arg(dw, "dw")
+        m = self._mask_arg(mask)
+        if m is not None:
+            dw = torch.where(m, dw, torch.zeros((), dtype=dw.dtype, device=dw.device))
+        pos = dw > 0
+        step = torch.where(pos, self.pulse_step_w(+1), self.pulse_step_w(-1))
+        ok = step > 0
+        x = torch.where(ok, dw.abs() / torch.where(ok, step, torch.ones_like(step)), torch.zeros_like(step))
+        if rounding == "none":
+            if not getattr(self.device, "continuous_writes", False):
+                raise ValueError(f"rounding: 'none' needs a device with continuous writes (the ideal device without "
+                                 f"levels); device {self.device.name!r} takes whole pulses")
+            n = torch.where(pos, x, -x)
+            self.pulse(n, ledger, None, _exact=True)
+            return n
+        x = x.clamp(max=_MAX_PULSES)
+        if rounding == "nearest":
+            k = torch.round(x)
+        else:
+            fl = torch.floor(x)
+            k = fl + (rand(x.shape, self.generator, torch.float64) < (x - fl)).to(x.dtype)
+        n = torch.where(pos, k, -k)
+        if bool((n != 0).any()):
+            self.pulse(n, ledger, None)
+        return n
+
+    def switch(self, p: Tensor | None = None, current_A: Tensor | None = None, t_pulse_s: float | None = None,
+               ledger: EnergyLedger | None = None, mask: Tensor | None = None) -> Tensor:
+        """One stochastic write pulse per weight on a binary device (MTJ); returns the write energy [J].
+
+        ``p`` (signed switching probability per weight, ``+`` towards ON/P, ``−`` towards OFF/AP, 0 no
+        pulse) is turned into a current by ``device.current_for_probability`` at nominal parameters
+        (``|p|`` clipped at ``1 − 1e-9``); or give ``current_A`` (signed, per weight) directly. The cells
+        then switch with their own Δ and Ic0. ``t_pulse_s``: pulse width (default the device's
+        ``t_write_s``). Unipolar/offset: the weight's cell; differential: push-pull on the pair.
+        """
+        self._need_range("switch")
+        if not getattr(self.device, "binary", False):
+            raise ValueError(f"switch: device {self.device.name!r} is not binary; use pulse()/update() (switch needs an MTJ)")
+        if (p is None) == (current_A is None):
+            raise ValueError("switch: give exactly one of p (switching probabilities) or current_A (write currents)")
+        if self.coding.n_slices > 1:
+            raise ValueError("switch: bit-sliced weights cannot be switched; use mapping.bits_per_cell = None")
+        self._ensure_static()
+        t = float(self.device.t_write_s if t_pulse_s is None else t_pulse_s)
+        if not t > 0:
+            raise ValueError(f"t_pulse_s: got {t_pulse_s!r}; must be > 0 s")
+        if p is not None:
+            p = self._weights_arg(p, "p")
+            if bool((p.abs() > 1).any()):
+                raise ValueError(f"p: switching probabilities must lie in [-1, 1]; got max |p| = {float(p.abs().max()):.4g}")
+            mag = self.device.current_for_probability(p.abs().clamp(max=_P_MAX), torch.tensor(t, dtype=torch.float64))
+            cur = torch.sign(p) * mag.to(p.device)
+        else:
+            cur = self._weights_arg(current_A, "current_A")
+        m = self._mask_arg(mask)
+        if m is not None:
+            cur = torch.where(m, cur, torch.zeros((), dtype=cur.dtype, device=cur.device))
+        if self.coding.cols_per_slice == 2:
+            d = torch.stack([cur, -cur], -3).unsqueeze(-4)  # push-pull on the pair
+        else:
+            d = cur.unsqueeze(-3).unsqueeze(-4)
+        cells = self._to_cells(d)
+        energy = self.crossbar.switch(cells, t)
+        events = (cells != 0).sum()
+        self._record_write(ledger, energy, events, self._write_latency((cells != 0).to(torch.float64), t))
+        return energy
+
+    # -- time -------------------------------------------------------------------------------
+    def set_time(self, t_s: float) -> None:
+        """Move the chip clock to ``t_s`` [s] (drift from each cell's own last write); re-measures the
+        drift-compensation factor."""
+        self.crossbar.set_time(t_s)
+        self._alpha = 1.0
+        if self._ones_ref is not None and t_s > 0:
+            now = self._ones_read()
+            if self.replicas is None:
+                self._alpha = self._ones_ref / now if now > 0 else 1.0
+            else:
+                self._alpha = torch.where(now > 0, self._ones_ref / now, torch.ones_like(now)).view(-1, 1, 1)
+
+    def _ones_read(self):
+        v = torch.full((self.n_tiles_in, 1, 1, self.spec.rows), self.v_read, dtype=self.dtype, device=self.torch_device)
+        i = self.crossbar.mvm(v)
+        if self.replicas is None:
+            return float(i.sum())
+        return i.flatten(1).sum(1)
+
+    # -- forward stages ---------------------------------------------------------------------
+    def _inputs(self, x: Tensor) -> Tensor:
+        if not isinstance(x, Tensor):
+            raise ValueError(f"x: got {type(x).__name__}; expected a tensor [batch, {self.in_features}]")
+        if self.replicas is None:
+            if x.dim() != 2 or x.shape[1] != self.in_features:
+                raise ValueError(f"x: got shape {tuple(x.shape)}; expected [batch, {self.in_features}]")
+            return x
+        if x.dim() == 2 and x.shape[1] == self.in_features:
+            return x.unsqueeze(0).expand(self.replicas, *x.shape)
+        if x.dim() != 3 or x.shape[0] != self.replicas or x.shape[2] != self.in_features:
+            raise ValueError(f"x: got shape {tuple(x.shape)}; expected [{self.replicas}, batch, {self.in_features}] "
+                             f"(or [batch, {self.in_features}], the same input for every replica)")
+        return x
+
+    def drive(self, x: Tensor) -> RowDrive:
+        """Row drive for inputs ``x [B, in]`` (``[R, B, in]``): DAC (amplitude, bit-serial) or spikes (no DAC).
+
+        Sparse spike inputs (at most a quarter of the rows active) record the active rows, so that
+        :meth:`signals` and :meth:`column_currents` read only those rows (event-driven).
+        """
+        x = self._inputs(x)
+        b = x.shape[-2]
+        xf = x.reshape(-1, self.in_features).to(self.dtype)
+        u, wj, x_scale = self.dac.slices(xf)  # [J, L·B, in]
+        nj = u.shape[0]
+        if self.replicas is not None:
+            u = u.reshape(nj, self.replicas, b, self.in_features).transpose(0, 1)
+        u = u.reshape(*self._lead, nj * b, self.in_features)
+        active = None
+        if self.dac.mode == "spikes":
+            hit = u.reshape(-1, self.in_features).ne(0).any(0)
+            n_act = int(hit.sum())
+            if n_act <= _SPARSE_FRACTION * self.in_features:
+                active = hit.nonzero().squeeze(-1)
+        return RowDrive(u, wj, x_scale, b, active, self)
+
+    def _rows(self, u: Tensor) -> Tensor:
+        """Row drive fractions ``u [*L, N, in]`` → row voltages ``[*L, n_tiles_in, 1, N, rows]``."""
+        n = u.shape[-2]
+        pad = self.n_tiles_in * self.spec.rows - self.in_features
+        if pad:
+            u = torch.nn.functional.pad(u, (0, pad))
+        return (u * self.v_read).reshape(*u.shape[:-2], n, self.n_tiles_in, self.spec.rows).transpose(-3, -2).unsqueeze(-3)
+
+    def _fast(self) -> bool:
+        """Reads can use the cached effective matrix: linear solve and no per-read noise."""
+        return self.device.read_noise_rel() == 0 and not (self.crossbar._use_network_solve() and self.device.nonlinear_iv)
+
+    def _effective(self) -> Tensor:
+        """Signal transfer per array after analog subtraction ``[*L, ti, to, rows, opt·K]`` (cached per chip state)."""
+        ver = self.crossbar.version
+        if self._eff_cache is None or self._eff_cache[0] != ver:
+            xb = self.crossbar
+            m = xb.transfer()[0] if xb._use_network_solve() else xb.g
+            self._eff_cache = (ver, self._combine(m))
+        return self._eff_cache[1]
+
+    def signals(self, drive: RowDrive | Tensor) -> Tensor:
+        """ADC input currents ``[*L, n_tiles_in, n_tiles_out, N, out_per_tile·K]`` [A] (after analog subtraction).
+
+        ``drive``: a :class:`RowDrive` or row voltages ``[*L, n_tiles_in, 1, N, rows]``. Signal ``o·K + k`` is
+        slice ``k`` of output slot ``o``: ``I⁺ − I⁻`` (differential) or ``I − I_ref`` (offset, unipolar).
+        """
+        if isinstance(drive, RowDrive) and self.dac.mode == "spikes" and self._fast():
+            eff = self._effective()  # [*L, ti, to, rows, S]
+            u = drive.u
+            if drive.active is not None:  # event-driven: only the active rows are read
+                idx = drive.active
+                ua = u.index_select(-1, idx) * self.v_read  # [*L, N, A]
+                tile = idx // self.spec.rows
+                sel = (tile.unsqueeze(0) == torch.arange(self.n_tiles_in, device=idx.device).unsqueeze(1)).to(ua.dtype)
+                va = ua.unsqueeze(-3) * sel.unsqueeze(-2)  # [*L, ti, N, A]
+                ef = eff.transpose(-3, -2).reshape(*eff.shape[:-4], self.n_tiles_in * self.spec.rows, -1)
+                ea = ef.index_select(-2, idx)  # [*L, A, to·S]
+                i = va @ ea.unsqueeze(-3)  # [*L, ti, N, to·S]
+            else:
+                v = drive.v[..., 0, :, :]  # [*L, ti, N, rows]
+                ef = eff.transpose(-3, -2).reshape(*eff.shape[:-3], self.spec.rows, -1)  # [*L, ti, rows, to·S]
+                i = v @ ef
+            i = i.reshape(*i.shape[:-1], self.n_tiles_out, -1)
+            return i.movedim(-2, -3)
+        v = drive.v if isinstance(drive, RowDrive) else drive
+        return self._combine(self.crossbar.mvm(v))
+
+    def column_currents(self, x: Tensor) -> Tensor:
+        """Analog output currents per output, summed over input tiles ``[B, out]`` (``[R, B, out]``) [A].
+
+        The input of analog column neurons (no ADC): ``i = v_read·Σ_i x_i (G_io − G_ref)`` with wires and
+        device read noise as configured; in weight units ``i·x_scale/(v_read·g_scale)`` (``x_scale`` = 1 for
+        spikes). Needs one read per input (not bit-serial) and one slice per weight.
+        """
+        if self.coding.n_slices > 1 or self.dac.n_slices > 1:
+            raise ValueError("column_currents: needs one cell (pair) per weight and one read per input "
+                             "(no bit slicing, dac.mode not 'bit_serial')")
+        drive = self.drive(x)
+        if self._fast():
+            eff = self._effective()  # K = 1 → [*L, ti, to, rows, opt]
+            m = self._slots_to_weights(eff).transpose(-2, -1)  # [*L, in, out]
+            u = drive.u
+            if drive.active is not None:
+                return (u.index_select(-1, drive.active) * self.v_read) @ m.index_select(-2, drive.active)
+            return (u * self.v_read) @ m
+        s = self.signals(drive)  # [*L, ti, to, N, opt]
+        y = s.sum(-4).movedim(-3, -2)  # [*L, N, to, opt]
+        return y.reshape(*y.shape[:-2], -1)[..., : self.out_features]
+
+    def digitise(self, s: Tensor, drive: RowDrive, ledger: EnergyLedger | None = None) -> Tensor:
+        """ADC per signal (static errors, noise), shift-and-add over slices and input bits, accumulation
+        over input tiles, rescale to weight units: ``[B, out]`` (``[R, B, out]``). ``drive`` is the
+        :class:`RowDrive` the signals came from; energy and latency of the whole MVM go to ``ledger``."""
+        b, nj, wj, x_scale = drive.batch, drive.n_reads, drive.weights, drive.x_scale
+        c, opt = self.coding, self.out_per_tile
+        if isinstance(self.generator, GeneratorStack) and self.adc.bits is not None and self.adc.noise_sigma_lsb > 0:
+            a = torch.stack([
+                self.adc(s[r], None if self._adc_gain is None else self._adc_gain[r],
+                         None if self._adc_offset is None else self._adc_offset[r], self.generator[r])
+                for r in range(self.replicas)
+            ])
+        else:
+            gen = self.generator if isinstance(self.generator, torch.Generator) else None
+            a = self.adc(s, self._adc_gain, self._adc_offset, gen)
+        a = a.reshape(*self._lead, self.n_tiles_in, self.n_tiles_out, nj, b, opt, c.n_slices)
+        if c.n_slices > 1:  # shift-and-add over weight slices
+            wk = (2.0**c.cell_bits) ** torch.arange(c.n_slices, dtype=a.dtype, device=a.device)
+            a = (a * wk).sum(-1)
+        else:
+            a = a[..., 0]
+        if nj > 1:  # shift-and-add over input bits
+            a = (a * torch.tensor(wj, dtype=a.dtype, device=a.device).view(-1, 1, 1)).sum(-3)
+        else:
+            a = a[..., 0, :, :]
+        y = a.sum(-4)  # digital accumulation of partial sums over input tiles: [*L, n_tiles_out, B, opt]
+        y = y.transpose(-3, -2).reshape(*self._lead, b, -1)[..., : self.out_features]
+        alpha = self._alpha if self.drift_compensation else 1.0
+        y = y * (alpha * x_scale / (self.v_read * self.g_scale))
+        if ledger is not None:
+            self._account(b, nj, drive, ledger)
+        return y
 
     def calibrate(self, x: Tensor) -> None:
-        """Set DAC and ADC ranges from representative inputs ``x [B, in]`` (on the programmed arrays)."""
+        """Set DAC and ADC ranges from representative inputs ``x [B, in]`` (``[R, B, in]``) on the programmed arrays.
+
+        With replicas every chip gets its own ADC range (the DAC range is common)."""
+        x = self._inputs(x)
         self.dac.calibrate(x)
         if self.adc.range_mode == "max":
             self.adc.set_range(self.theoretical_max_current())
         elif self.adc.range_mode == "calibrate":
             with torch.no_grad():
-                self.adc.calibrate(self._signals(self._rows(self._drive(x)[0])))
+                s = self.signals(self.drive(x))
+                if self.replicas is None:
+                    self.adc.calibrate(s)
+                else:
+                    ranges = []
+                    for r in range(self.replicas):
+                        self.adc.calibrate(s[r])
+                        ranges.append(torch.as_tensor(self.adc.full_scale(), dtype=torch.float64))
+                    self.adc.set_range(torch.stack(ranges).view(-1, 1, 1, 1, 1))
         # reference for global drift compensation: the all-ones read right after programming
         saved = self.crossbar.t_s
         self.crossbar.set_time(0.0)
@@ -290,13 +881,14 @@ class MappedMatrix:
     def theoretical_max_current(self) -> float:
         """Largest possible |ADC input| of a tile: every row at ``v_read``, every cell at its largest signal.
 
-        Differential: ``v_read·rows·(g_max − g_min)`` (scaled by the largest digit of a partly used
+        Differential/unipolar: ``v_read·rows·(g_max − g_min)`` (scaled by the largest digit of a partly used
         top slice); offset: the largest ``|d − d_ref|·Δg`` per row (half the window for continuous weights).
         """
+        self._need_range("theoretical_max_current")
         rows_used = min(self.spec.rows, self.in_features)
         c = self.coding
         if c.weight_bits is None:
-            frac = 1.0 if c.scheme == "differential" else 0.5
+            frac = 0.5 if c.scheme == "offset" else 1.0
         else:
             base = 2**c.cell_bits
             top_max = 2 ** (c.code_bits - c.cell_bits * (c.n_slices - 1)) - 1
@@ -307,41 +899,24 @@ class MappedMatrix:
     def elements_per_vector(self) -> int:
         """Elements of the largest intermediate tensors of :meth:`matmul` per input vector (for chunking)."""
         j = self.dac.n_slices
-        return int(j * (self.n_tiles_in * self.spec.rows + 3 * self.n_arrays * self.spec.cols) + self.in_features + self.out_features)
+        r = self.replicas or 1
+        return int(r * (j * (self.n_tiles_in * self.spec.rows + 3 * self.n_arrays * self.spec.cols) + self.in_features + self.out_features))
 
     def matmul(self, x: Tensor, ledger: EnergyLedger | None = None) -> Tensor:
-        """``x @ Wᵀ`` as the hardware computes it. ``x [B, in]`` → ``[B, out]``; energy and latency go to ``ledger``."""
-        if x.dim() != 2 or x.shape[1] != self.in_features:
-            raise ValueError(f"x: got shape {tuple(x.shape)}; expected [batch, {self.in_features}]")
+        """``x @ Wᵀ`` as the hardware computes it: ``digitise(signals(drive(x)))``.
+
+        ``x [B, in]`` → ``[B, out]`` (replicas: ``[R, B, in]`` or ``[B, in]`` → ``[R, B, out]``); energy and
+        latency go to ``ledger``.
+        """
+        x = self._inputs(x)
         step = max(1, _CHUNK_ELEMENTS // self.elements_per_vector())
-        if x.shape[0] <= step:
+        if x.shape[-2] <= step:
             return self._matmul(x, ledger)
-        return torch.cat([self._matmul(x[s : s + step], ledger) for s in range(0, x.shape[0], step)])
+        return torch.cat([self._matmul(x[..., s : s + step, :], ledger) for s in range(0, x.shape[-2], step)], -2)
 
     def _matmul(self, x: Tensor, ledger: EnergyLedger | None) -> Tensor:
-        b = x.shape[0]
-        u, wj, x_scale = self._drive(x)
-        nj = len(wj)
-        c, opt = self.coding, self.out_per_tile
-        v = self._rows(u)
-        a = self.adc(self._signals(v), self._adc_gain, self._adc_offset, self.generator)
-        a = a.reshape(self.n_tiles_in, self.n_tiles_out, nj, b, opt, c.n_slices)
-        if c.n_slices > 1:  # shift-and-add over weight slices
-            wk = (2.0**c.cell_bits) ** torch.arange(c.n_slices, dtype=a.dtype, device=a.device)
-            a = (a * wk).sum(-1)
-        else:
-            a = a[..., 0]
-        if nj > 1:  # shift-and-add over input bits
-            a = (a * torch.tensor(wj, dtype=a.dtype, device=a.device).view(-1, 1, 1)).sum(2)
-        else:
-            a = a[:, :, 0]
-        y = a.sum(0)  # digital accumulation of partial sums over input tiles: [n_tiles_out, B, opt]
-        y = y.permute(1, 0, 2).reshape(b, -1)[:, : self.out_features]
-        alpha = self._alpha if self.drift_compensation else 1.0
-        y = y * (alpha * x_scale / (self.v_read * self.g_scale))
-        if ledger is not None:
-            self._account(b, nj, v, ledger)
-        return y
+        drive = self.drive(x)
+        return self.digitise(self.signals(drive), drive, ledger)
 
     # -- cost -------------------------------------------------------------------------------
     def accumulator_bits(self) -> int:
@@ -370,14 +945,15 @@ class MappedMatrix:
         n_seq = min(self.adc.cols_per_adc, busiest)
         return nj * self.t_read_s, nj * n_seq * self.adc.conversion_time_s
 
-    def _account(self, b: int, nj: int, v: Tensor, ledger: EnergyLedger) -> None:
+    def _account(self, b: int, nj: int, drive: RowDrive, ledger: EnergyLedger) -> None:
         k = self.coding.n_slices
+        r = self.replicas or 1
         t_read, t_conv = self.mvm_latency_s()
-        e_array = float(self.crossbar.read_energy(v, self.t_read_s).sum())
-        n_dac = b * nj * self.in_features * self.n_tiles_out if self.dac.mode != "spikes" else 0  # row drives
-        n_adc = b * nj * self.out_features * k * self.n_tiles_in  # one conversion per slice signal, bit and tile
-        n_add = b * self.out_features * (self.n_tiles_in * nj * k - 1)  # shift-and-add and tile accumulation
-        ledger.add(self.name, "array", e_array, events=b * nj * self.n_arrays, latency_s=b * t_read)
+        e_array = self.crossbar.read_energy(drive.v, self.t_read_s).sum()
+        n_dac = r * b * nj * self.in_features * self.n_tiles_out if self.dac.mode != "spikes" else 0  # row drives
+        n_adc = r * b * nj * self.out_features * k * self.n_tiles_in  # one conversion per slice signal, bit and tile
+        n_add = r * b * self.out_features * (self.n_tiles_in * nj * k - 1)  # shift-and-add and tile accumulation
+        ledger.add(self.name, "array", e_array, events=r * b * nj * self.n_arrays, latency_s=b * t_read)
         ledger.add(self.name, "dac", n_dac * self.dac.energy_per_conversion_J, events=n_dac)
         ledger.add(self.name, "adc", n_adc * self.adc.energy_per_conversion_J, events=n_adc, latency_s=b * t_conv)
         ledger.add(self.name, "digital", n_add * int_add_energy_J(self.accumulator_bits()), events=n_add)

@@ -14,8 +14,24 @@ Conventions
   inference (programming noise, level quantisation, stuck cells stay stuck).
 * ``read(state, t, generator) -> G``: conductance seen ``t`` seconds after
   programming (drift, read noise).
-* ``pulse(state, n_pulses, generator) -> (state, energy_J)``: open-loop update
-  for on-chip learning (signed pulse counts; positive potentiates).
+* ``pulse(state, n_pulses, generator, mask=None) -> (state, energy_J)``: open-loop
+  update for on-chip learning (signed pulse counts; positive potentiates); cells outside
+  ``mask`` (a boolean tensor broadcastable to the array) receive no pulse.
+* ``switch(state, current_A, t_pulse_s, generator, mask=None) -> (state, energy_J)``: one
+  stochastic write pulse per cell for binary devices (``binary`` True; MTJ).
+* ``pulse_step(state, direction)``: the mean conductance change of one pulse at each cell's
+  present conductance (nominal parameters), used to turn weight changes into pulse counts.
+
+Capabilities: ``binary`` (two states; :meth:`Device.switch`), ``pulsed`` (:meth:`Device.pulse`
+implemented), ``continuous_writes`` (fractional pulse counts are exact writes: the ideal device).
+
+Cell age
+--------
+``DeviceState.t_prog_s`` is the time of the last write of the whole array; after partial writes
+``DeviceState.t_write_s`` holds each cell's own last-write time [s]. :meth:`Device.age` gives the
+time since each cell's last write (a float while all cells share one write time, else a tensor),
+so cells written at different times drift from their own time. The circuits layer stamps the
+times (it owns the chip clock).
 * ``current(g, v)``: the cell's I–V; linear (Ohm) by default;
   ``current_derivative(g, v) = ∂I/∂V`` for Newton solves.
 
@@ -28,7 +44,10 @@ the state's device). Cells that receive no pulse cost nothing.
 Randomness
 ----------
 Every random draw goes through the ``generator`` argument, on
-``generator.device``: the same seed gives bit-identical arrays.
+``generator.device``: the same seed gives bit-identical arrays. A :class:`GeneratorStack`
+of ``R`` generators stands for ``R`` independent chips stacked on the leading dimension:
+:func:`randn`/:func:`rand` take row ``r`` of every draw from generator ``r``, so a stacked
+array is bit-identical to ``R`` arrays built one by one with those generators.
 """
 
 from __future__ import annotations
@@ -43,6 +62,11 @@ from torch import Tensor
 __all__ = [
     "Device",
     "DeviceState",
+    "GeneratorStack",
+    "new_generator",
+    "work_dtype",
+    "state_work_dtype",
+    "apply_mask",
     "DeviceParameterError",
     "check_range",
     "check_choice",
@@ -67,14 +91,86 @@ def check_choice(name: str, value, allowed) -> None:
         raise DeviceParameterError(f"{name}: got {value!r}; allowed: {', '.join(map(repr, allowed))}")
 
 
-def randn(shape, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> Tensor:
-    """Standard normal draws of ``shape`` on ``generator.device`` (the only way models draw Gaussians)."""
+def new_generator(device: torch.device | str = "cpu") -> torch.Generator:
+    """A fresh generator seeded from OS entropy (never a fixed seed: two calls give different streams)."""
+    g = torch.Generator(device=device)
+    g.seed()
+    return g
+
+
+class GeneratorStack:
+    """``R`` independent generators acting as one, for ``R`` chips stacked on the leading dimension.
+
+    :func:`randn` and :func:`rand` draw row ``r`` of a ``[R, ...]`` draw from ``generators[r]``
+    (shape ``[...]``), so every replica sees exactly the stream a single chip built with that
+    generator would see. ``device`` is the generators' (common) device.
+    """
+
+    def __init__(self, generators):
+        self.generators = list(generators)
+        if not self.generators:
+            raise ValueError("generator: an empty list of generators; give one per replica")
+        devs = {torch.device(g.device) for g in self.generators}
+        if len(devs) != 1:
+            raise ValueError(f"generator: all replica generators must be on one device; got {sorted(map(str, devs))}")
+        self.device = devs.pop()
+
+    def __len__(self) -> int:
+        return len(self.generators)
+
+    def __getitem__(self, r: int) -> torch.Generator:
+        return self.generators[r]
+
+    def __iter__(self):
+        return iter(self.generators)
+
+    def _draw(self, fn, shape, dtype):
+        shape = tuple(shape)
+        if not shape or shape[0] != len(self.generators):
+            raise ValueError(f"generator: a stack of {len(self.generators)} generators draws shapes [{len(self.generators)}, ...]; got {shape}")
+        return torch.stack([fn(shape[1:], generator=g, device=self.device, dtype=dtype) for g in self.generators])
+
+
+def randn(shape, generator, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Standard normal draws of ``shape`` on ``generator.device`` (the only way models draw Gaussians).
+
+    ``generator`` is a ``torch.Generator`` or a :class:`GeneratorStack` (one per leading index).
+    """
+    if isinstance(generator, GeneratorStack):
+        return generator._draw(torch.randn, shape, dtype)
     return torch.randn(tuple(shape), generator=generator, device=generator.device, dtype=dtype)
 
 
-def rand(shape, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> Tensor:
-    """Uniform [0, 1) draws of ``shape`` on ``generator.device``."""
+def rand(shape, generator, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Uniform [0, 1) draws of ``shape`` on ``generator.device`` (``GeneratorStack`` as :func:`randn`)."""
+    if isinstance(generator, GeneratorStack):
+        return generator._draw(torch.rand, shape, dtype)
     return torch.rand(tuple(shape), generator=generator, device=generator.device, dtype=dtype)
+
+
+def work_dtype(device: torch.device) -> torch.dtype:
+    """float64 for probabilities and uniform draws compared with them (float32 uniforms have a
+    2^-24 floor, too coarse for read-disturb rates ~1e-13), except where the backend lacks it (MPS)."""
+    return torch.float32 if torch.device(device).type == "mps" else torch.float64
+
+
+def state_work_dtype(g: Tensor) -> torch.dtype:
+    """Arithmetic precision of conductance updates: the state's own (at least float32).
+
+    The update formulas are written in cancellation-free form (``expm1``, ``G∞ − G`` products), so
+    float32 states lose nothing material and float64 states stay exact to round-off.
+    """
+    return torch.promote_types(g.dtype, torch.float32)
+
+
+def apply_mask(n: Tensor, mask: Tensor | None) -> Tensor:
+    """Pulse counts ``n`` with the cells outside ``mask`` (boolean, broadcastable) set to 0."""
+    if mask is None:
+        return n
+    mask = torch.as_tensor(mask, device=n.device)
+    if mask.dtype != torch.bool:
+        raise ValueError(f"mask: got dtype {mask.dtype}; expected a boolean tensor (True = write this cell)")
+    return torch.where(mask, n, torch.zeros((), dtype=n.dtype, device=n.device))
 
 
 def check_range(name: str, value, lo=None, hi=None, lo_open=False, hi_open=False) -> None:
@@ -111,12 +207,16 @@ class DeviceState:
         Per-cell static parameters drawn once by ``new_state`` (e.g.
         ``stuck`` codes, drift exponent ``nu``, ``g_max`` spread).
     t_prog_s:
-        Time stamp of the last programming [s] (the drift clock's origin).
+        Time stamp of the last programming of the whole array [s] (the drift clock's origin).
+    t_write_s:
+        Per-cell time of the last write [s] after partial writes (pulses, masked programs), or
+        ``None`` while every cell was last written at ``t_prog_s``.
     """
 
     g: Tensor
     d2d: dict = field(default_factory=dict)
     t_prog_s: float = 0.0
+    t_write_s: Tensor | None = None
 
     def replace(self, **changes) -> DeviceState:
         return dataclasses.replace(self, **changes)
@@ -171,6 +271,10 @@ class Device:
     name: ClassVar[str] = "device"
     #: ``True`` when :meth:`current` is not linear in ``v`` (the solver then needs Newton).
     nonlinear_iv: ClassVar[bool] = False
+    #: two-state cell written by stochastic :meth:`switch` pulses (MTJ)
+    binary: ClassVar[bool] = False
+    #: :meth:`pulse` is implemented (open-loop learning updates)
+    pulsed: ClassVar[bool] = False
 
     g_min: float
     g_max: float
@@ -194,8 +298,30 @@ class Device:
     def read(self, state: DeviceState, t: float, generator: torch.Generator) -> Tensor:
         raise NotImplementedError
 
-    def pulse(self, state: DeviceState, n_pulses: Tensor, generator: torch.Generator):
+    def pulse(self, state: DeviceState, n_pulses: Tensor, generator: torch.Generator, mask: Tensor | None = None):
+        """Signed pulse counts per cell (``> 0`` potentiate); returns ``(state, energy_J)``."""
         raise NotImplementedError(f"{type(self).__name__} does not support pulsed (learning) updates")
+
+    def switch(self, state: DeviceState, current_A, t_pulse_s, generator: torch.Generator, mask: Tensor | None = None):
+        """One stochastic write pulse per cell (binary devices); returns ``(state, energy_J)``."""
+        raise NotImplementedError(f"{type(self).__name__} is not a binary device: switch() needs binary = True (an MTJ)")
+
+    def pulse_step(self, state: DeviceState, direction: int) -> Tensor:
+        """Mean conductance change [S] (magnitude) of one pulse in ``direction`` (+1 potentiate, −1 depress)
+        at each cell's present conductance, with nominal parameters (no noise, no window clip)."""
+        raise NotImplementedError(f"{type(self).__name__} does not support pulsed (learning) updates")
+
+    @property
+    def continuous_writes(self) -> bool:
+        """``True`` when fractional pulse counts are exact continuous writes (no levels, no noise)."""
+        return False
+
+    def age(self, state: DeviceState, t: float):
+        """Time [s] since each cell's last write at chip time ``t``: a float while every cell shares
+        ``t_prog_s``, else a tensor (``max(t − t_write, 0)``, dtype float64)."""
+        if state.t_write_s is None:
+            return max(float(t) - state.t_prog_s, 0.0) if state.t_prog_s else float(t)
+        return (float(t) - state.t_write_s.to(torch.float64)).clamp(min=0.0)
 
     def current(self, g: Tensor, v: Tensor) -> Tensor:
         """Cell current [A] for conductance ``g`` [S] at voltage ``v`` [V]: Ohm's law by default."""

@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from .base import Device, DeviceState, check_range, quantize_levels
+from .base import Device, DeviceState, apply_mask, check_range, quantize_levels
 
 
 @dataclass
@@ -30,6 +30,7 @@ class IdealDevice(Device):
     t_read_s: float = 1.0e-8
 
     name: ClassVar[str] = "ideal"
+    pulsed: ClassVar[bool] = True
 
     def __post_init__(self):
         check_range("g_min", self.g_min, lo=0.0)
@@ -46,12 +47,31 @@ class IdealDevice(Device):
     def read(self, state: DeviceState, t: float, generator: torch.Generator) -> Tensor:
         return state.g
 
-    def pulse(self, state: DeviceState, n_pulses: Tensor, generator: torch.Generator):
-        """Linear update: each pulse moves G by one level (or 1 % of the window when continuous).
+    @property
+    def step_g(self) -> float:
+        """Conductance change of one pulse [S]: one level, or 1 % of the window when continuous."""
+        steps = (self.levels - 1) if self.levels else 100
+        return (self.g_max - self.g_min) / steps
+
+    @property
+    def continuous_writes(self) -> bool:
+        """Without ``levels`` a fractional pulse count is an exact continuous write ``ΔG = n·step_g``."""
+        return self.levels is None
+
+    def pulse_step(self, state: DeviceState, direction: int) -> Tensor:
+        return torch.full_like(state.g, self.step_g)
+
+    def pulse(self, state: DeviceState, n_pulses: Tensor, generator: torch.Generator, mask: Tensor | None = None):
+        """Linear update ``G ← clip(G + n·step_g)``: each pulse moves G by one level (or 1 % of the
+        window when continuous); with continuous levels a fractional ``n`` is an exact write.
 
         An idealised cell has no write cost: ``energy_J`` is a 0-d zero.
         """
-        steps = (self.levels - 1) if self.levels else 100
-        dg = (self.g_max - self.g_min) / steps
-        g = (state.g + n_pulses.to(state.g.dtype) * dg).clamp(self.g_min, self.g_max)
+        n = torch.as_tensor(n_pulses, device=state.g.device).to(state.g.dtype)
+        if self.levels:
+            n = n.round()
+        n = apply_mask(n.expand(state.g.shape), mask)
+        g = (state.g + n * self.step_g).clamp(self.g_min, self.g_max)
+        if self.levels:
+            g = quantize_levels(g, self.g_min, self.g_max, self.levels)
         return state.replace(g=g), torch.zeros((), dtype=state.g.dtype, device=state.g.device)

@@ -15,13 +15,14 @@ from .base import (
     Device,
     DeviceParameterError,
     DeviceState,
+    apply_mask,
     apply_stuck,
     check_range,
     quantize_levels,
     randn,
     sample_stuck,
+    state_work_dtype,
 )
-from .rram import state_work_dtype
 
 __all__ = ["LookupDevice", "read_curve_csv"]
 
@@ -121,6 +122,7 @@ class LookupDevice(Device):
     t_read_s: float = 1.0e-8
 
     name: ClassVar[str] = "lookup"
+    pulsed: ClassVar[bool] = True
 
     def __post_init__(self):
         if self.csv is not None:
@@ -229,11 +231,21 @@ class LookupDevice(Device):
     def read(self, state: DeviceState, t: float, generator: torch.Generator) -> Tensor:
         return apply_stuck(state.g, state, self.g_min, self.g_max)
 
-    def pulse(self, state: DeviceState, n_pulses: Tensor, generator: torch.Generator):
-        """Signed pulse counts along the measured branches; returns ``(state, energy_J)`` (total, 0-d)."""
+    def pulse_step(self, state: DeviceState, direction: int) -> Tensor:
+        """|ΔG| [S] of one pulse along the branch from each cell's present G (noise-free)."""
+        wd = state_work_dtype(state.g)
+        g = state.g.to(wd)
+        up, down = self._curves(g.device, wd)
+        if direction > 0:
+            return (self._interp(up, self._invert(up, g) + 1) - g).clamp(min=0.0)
+        return (g - self._interp(down, self._invert(-down, -g) + 1)).clamp(min=0.0)
+
+    def pulse(self, state: DeviceState, n_pulses: Tensor, generator: torch.Generator, mask: Tensor | None = None):
+        """Signed pulse counts along the measured branches; returns ``(state, energy_J)`` (total, 0-d).
+        Cells outside ``mask`` get no pulse."""
         g0 = state.g
         wd = state_work_dtype(g0)
-        n = torch.as_tensor(n_pulses, device=g0.device).to(wd).round().expand(g0.shape)
+        n = apply_mask(torch.as_tensor(n_pulses, device=g0.device).to(wd).round().expand(g0.shape), mask)
         m = n.abs()
         g = g0.to(wd)
         up, down = self._curves(g0.device, wd)

@@ -23,8 +23,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from .base import Device, DeviceState, check_choice, check_range, rand, randn
-from .rram import work_dtype
+from .base import Device, DeviceState, apply_mask, check_choice, check_range, rand, randn, work_dtype
 
 __all__ = ["STTMTJ", "SOTMTJ", "MTJ"]
 
@@ -62,6 +61,8 @@ class MTJ(Device):
     sigma_read: float = 0.0
 
     name: ClassVar[str] = "mtj"
+    binary: ClassVar[bool] = True
+    pulsed: ClassVar[bool] = True
 
     def __post_init__(self):
         check_range("r_p", self.r_p, lo=0.0, lo_open=True)
@@ -254,10 +255,12 @@ class MTJ(Device):
         if not t >= 0:
             raise ValueError(f"t: got {t!r}; must be ≥ 0 s")
         par = self.is_parallel(state)
-        if t > 0:
+        age = self.age(state, t)
+        if torch.is_tensor(age) or age > 0:
             wd = work_dtype(state.g.device)
             tau_ret = self.tau0 * torch.exp(state.d2d["delta"].to(wd).clamp(max=_EXP_CLIP))
-            p_flip = 0.5 * -torch.expm1(-2.0 * float(t) / tau_ret)
+            age = age.to(wd) if torch.is_tensor(age) else float(age)
+            p_flip = 0.5 * -torch.expm1(-2.0 * age / tau_ret)
             par = par ^ (rand(state.shape, generator, wd) < p_flip)
         g_p = self._g_p(state)
         return torch.where(par, g_p, g_p / (1.0 + self.tmr_at(self.v_read)))
@@ -285,17 +288,17 @@ class MTJ(Device):
         flip = rand(state.shape, generator, p.dtype) < p
         return self._with_bits(state, self.is_parallel(state) ^ flip)
 
-    def switch(self, state: DeviceState, current_A, t_pulse_s, generator: torch.Generator):
+    def switch(self, state: DeviceState, current_A, t_pulse_s, generator: torch.Generator, mask: Tensor | None = None):
         """One write pulse per cell: ``current_A`` > 0 drives towards P (high G), < 0 towards AP, 0 = no pulse.
 
         ``current_A`` (scalar or tensor broadcastable to the array) and ``t_pulse_s`` [s]. Cells already
         in the driven state stay; the others switch with probability ``P_sw(|I|, t)`` using their own
         Δ and Ic0. Returns ``(state, energy_J)``: total ``Σ I²·R_write·t`` [J] (0-d tensor), where
         ``R_write`` is the MTJ in its pre-pulse state (STT) or the heavy-metal strip (SOT); failed
-        switches burn the energy too.
+        switches burn the energy too. Cells outside ``mask`` get no pulse (current 0).
         """
         wd = work_dtype(state.g.device)
-        i = torch.as_tensor(current_A, dtype=wd, device=state.g.device).expand(state.shape)
+        i = apply_mask(torch.as_tensor(current_A, dtype=wd, device=state.g.device).expand(state.shape), mask)
         t = torch.as_tensor(t_pulse_s, dtype=wd, device=state.g.device)
         par = self.is_parallel(state)
         p = self._p_sw(i.abs(), t, state.d2d["delta"], state.d2d["i_c0"])
@@ -307,7 +310,16 @@ class MTJ(Device):
         energy = (i * i * self.write_resistance(state.g.to(wd)) * t).sum()
         return self._with_bits(state, new_par), energy.to(state.g.dtype)
 
-    def pulse(self, state: DeviceState, n_pulses: Tensor, generator: torch.Generator):
+    def pulse_step(self, state: DeviceState, direction: int) -> Tensor:
+        """Mean |ΔG| [S] of one ``i_write`` pulse: ``P_sw·(G_P − G_AP)`` for cells in the other state, else 0
+        (nominal Δ, Ic0)."""
+        wd = work_dtype(state.g.device)
+        p = self.switching_probability(self.i_write, self.t_write_s)
+        par = self.is_parallel(state)
+        movable = ~par if direction > 0 else par
+        return movable.to(wd) * (p * (self.g_p - self.g_ap))
+
+    def pulse(self, state: DeviceState, n_pulses: Tensor, generator: torch.Generator, mask: Tensor | None = None):
         """``|n|`` identical write pulses (``i_write``, ``t_write_s``); sign: > 0 towards P, < 0 towards AP.
 
         A cell in the other state switches at the first successful pulse; the number of pulses
@@ -315,7 +327,7 @@ class MTJ(Device):
         ``I²·R_write·t``, with ``R_write`` of the state the cell is in during that pulse.
         """
         wd = work_dtype(state.g.device)
-        n = torch.as_tensor(n_pulses, device=state.g.device).to(wd).round().expand(state.shape)
+        n = apply_mask(torch.as_tensor(n_pulses, device=state.g.device).to(wd).round().expand(state.shape), mask)
         m = n.abs()
         par = self.is_parallel(state)
         i = torch.as_tensor(self.i_write, dtype=wd, device=state.g.device)

@@ -20,8 +20,17 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from .base import Device, DeviceState, apply_stuck, check_range, quantize_levels, randn, sample_stuck
-from .rram import state_work_dtype
+from .base import (
+    Device,
+    DeviceState,
+    apply_mask,
+    apply_stuck,
+    check_range,
+    quantize_levels,
+    randn,
+    sample_stuck,
+    state_work_dtype,
+)
 
 __all__ = ["PCM"]
 
@@ -126,6 +135,7 @@ class PCM(Device):
     e_reset: float = 2.0e-11
 
     name: ClassVar[str] = "pcm"
+    pulsed: ClassVar[bool] = True
 
     def __post_init__(self):
         check_range("g_min", self.g_min, lo=0.0)
@@ -185,15 +195,22 @@ class PCM(Device):
         sig = (self.drift_sigma_coeff[0] * ln + self.drift_sigma_coeff[1]).clamp(*self.drift_sigma_clip)
         return mu, sig
 
-    def read_noise_sigma_rel(self, g_prog, t: float) -> Tensor:
-        """Relative σ of the accumulated 1/f noise at ``t`` s after programming (``σ_nG/G_drift``)."""
+    def read_noise_sigma_rel(self, g_prog, t) -> Tensor:
+        """Relative σ of the accumulated 1/f noise at ``t`` s after programming (``σ_nG/G_drift``).
+
+        ``t`` is a float or a per-cell tensor of ages (cells written at different times)."""
         g_rel = (_t(g_prog) / self.g_max).abs()
         q = (self.read_noise_q_coeff / (g_rel**self.read_noise_q_exp).clamp(min=1e-3)).clamp(max=self.read_noise_q_max)
+        if torch.is_tensor(t):
+            tt = t.to(torch.float64) + self.t0_s
+            return q * torch.sqrt(torch.log((tt + self.t_read_s) / (2.0 * self.t_read_s))).to(q.dtype)
         tt = float(t) + self.t0_s
         return q * math.sqrt(math.log((tt + self.t_read_s) / (2.0 * self.t_read_s)))
 
-    def drift_factor(self, nu: Tensor, t: float) -> Tensor:
-        """``((t + t0)/t0)^(−ν)``."""
+    def drift_factor(self, nu: Tensor, t) -> Tensor:
+        """``((t + t0)/t0)^(−ν)`` (``t`` a float or a per-cell tensor of ages)."""
+        if torch.is_tensor(t):
+            return torch.exp(-nu * torch.log1p(t.to(torch.float64).clamp(min=0.0) / self.t0_s).to(nu.dtype))
         if t <= 0:
             return torch.ones_like(nu)
         return torch.exp(-nu * math.log((float(t) + self.t0_s) / self.t0_s))
@@ -225,25 +242,36 @@ class PCM(Device):
         return state.replace(g=g, d2d={**state.d2d, "nu": nu})
 
     def read(self, state: DeviceState, t: float, generator: torch.Generator) -> Tensor:
-        """Conductance [S] seen ``t`` s after programming: drift, then accumulated 1/f noise."""
+        """Conductance [S] seen at chip time ``t``: drift, then accumulated 1/f noise, each cell from its
+        own last write (:meth:`Device.age`; ``t`` s after programming when all cells were written together)."""
         if not t >= 0:
             raise ValueError(f"t: got {t!r}; must be ≥ 0 s")
         g = state.g
-        g_drift = g * self.drift_factor(state.d2d["nu"].to(g.dtype), t)
-        sig = self.read_noise_sigma_rel(g, t).to(g.dtype)
+        age = self.age(state, t)
+        g_drift = g * self.drift_factor(state.d2d["nu"].to(g.dtype), age)
+        sig = self.read_noise_sigma_rel(g, age).to(g.dtype)
         z = randn(g.shape, generator, g.dtype)
         g_out = (g_drift + g_drift.abs() * (self.read_noise_scale * sig) * z).clamp(min=0.0)
         return apply_stuck(g_out, state, self.g_min, self.g_max)
 
-    def pulse(self, state: DeviceState, n_pulses: Tensor, generator: torch.Generator):
+    def pulse_step(self, state: DeviceState, direction: int) -> Tensor:
+        """Mean |ΔG| [S] of one pulse: SET ``s·max(μ(G/s), 0)``; RESET ``max(G − s·reset_g, 0)``."""
+        wd = state_work_dtype(state.g)
+        g = state.g.to(wd)
+        s = self.g_max / self.pulse_g_max_ref
+        if direction > 0:
+            return (s * (self.set_dg_mean[0] + self.set_dg_mean[1] * g / s)).clamp(min=0.0)
+        return (g - s * self.reset_g).clamp(min=0.0)
+
+    def pulse(self, state: DeviceState, n_pulses: Tensor, generator: torch.Generator, mask: Tensor | None = None):
         """Signed pulse counts: ``n > 0`` partial-SET pulses, ``n < 0`` one abrupt RESET.
 
         Returns ``(state, energy_J)`` with the total write energy [J] as a 0-d tensor:
-        ``e_set·Σ n⁺ + e_reset·Σ |n⁻|``.
+        ``e_set·Σ n⁺ + e_reset·Σ |n⁻|``. Cells outside ``mask`` get no pulse.
         """
         g0 = state.g
         wd = state_work_dtype(g0)
-        n = torch.as_tensor(n_pulses, device=g0.device).to(wd).round().expand(g0.shape)
+        n = apply_mask(torch.as_tensor(n_pulses, device=g0.device).to(wd).round().expand(g0.shape), mask)
         s = self.g_max / self.pulse_g_max_ref
         g = g0.to(wd)
         c_mu0, c_mu1 = self.set_dg_mean

@@ -21,31 +21,19 @@ from torch import Tensor
 from .base import (
     Device,
     DeviceState,
+    apply_mask,
     apply_stuck,
     check_choice,
     check_range,
     quantize_levels,
     randn,
     sample_stuck,
+    state_work_dtype,
+    work_dtype,
 )
 from .nonlinearity import NL_MAX, nl_to_a, nl_to_a_tensor
 
-__all__ = ["RRAM", "work_dtype", "state_work_dtype"]
-
-
-def work_dtype(device: torch.device) -> torch.dtype:
-    """float64 for probabilities and uniform draws compared with them (float32 uniforms have a
-    2^-24 floor, too coarse for read-disturb rates ~1e-13), except where the backend lacks it (MPS)."""
-    return torch.float32 if torch.device(device).type == "mps" else torch.float64
-
-
-def state_work_dtype(g: Tensor) -> torch.dtype:
-    """Arithmetic precision of conductance updates: the state's own (at least float32).
-
-    The update formulas are written in cancellation-free form (``expm1``, ``G∞ − G`` products), so
-    float32 states lose nothing material and float64 states stay exact to round-off.
-    """
-    return torch.promote_types(g.dtype, torch.float32)
+__all__ = ["RRAM", "work_dtype", "state_work_dtype"]  # the dtype helpers live in base (re-exported)
 
 
 def _geom_sum_ratio(m: Tensor, a: Tensor) -> Tensor:
@@ -126,6 +114,7 @@ class RRAM(Device):
     iv_sinh_b: float = 2.29
 
     name: ClassVar[str] = "rram"
+    pulsed: ClassVar[bool] = True
 
     def __post_init__(self):
         check_range("g_min", self.g_min, lo=0.0)
@@ -244,15 +233,29 @@ class RRAM(Device):
         gmin, gmax = self.window(state)
         return apply_stuck(state.g, state, gmin, gmax)
 
-    def pulse(self, state: DeviceState, n_pulses: Tensor, generator: torch.Generator):
+    def pulse_step(self, state: DeviceState, direction: int) -> Tensor:
+        """Nominal |ΔG| [S] of one pulse at each cell's G: ``(G∞p − G)(1 − e^(−1/A_p))`` (LTP) or
+        ``(G − G∞d)(1 − e^(−1/A_d))`` (LTD), nominal A and window (no d2d, no noise)."""
+        wd = state_work_dtype(state.g)
+        g = state.g.to(wd)
+        rng = self.g_max - self.g_min
+        if direction > 0:
+            big_a = self._a_ltp * self.levels_ltp
+            g_inf = self.g_min + rng / -math.expm1(-self.levels_ltp / big_a)
+            return (g_inf - g) * -math.expm1(-1.0 / big_a)
+        big_a = self._a_ltd * self.levels_ltd
+        g_inf = self.g_max - rng / -math.expm1(-self.levels_ltd / big_a)
+        return (g - g_inf) * -math.expm1(-1.0 / big_a)
+
+    def pulse(self, state: DeviceState, n_pulses: Tensor, generator: torch.Generator, mask: Tensor | None = None):
         """Apply signed pulse counts (``> 0`` potentiate/LTP, ``< 0`` depress/LTD) to every cell at once.
 
         Returns ``(state, energy_J)``; ``energy_J`` is the total write energy [J] of the call
-        (0-d tensor), ``Σ_cells Σ_pulses G·V_w²·T_w``.
+        (0-d tensor), ``Σ_cells Σ_pulses G·V_w²·T_w``. Cells outside ``mask`` get no pulse.
         """
         g0 = state.g
         wd = state_work_dtype(g0)
-        n = torch.as_tensor(n_pulses, device=g0.device).to(wd).round().expand(g0.shape)
+        n = apply_mask(torch.as_tensor(n_pulses, device=g0.device).to(wd).round().expand(g0.shape), mask)
         g = g0.to(wd)
         gmin, gmax = self.window(state)
         gmin = gmin.to(wd) if torch.is_tensor(gmin) else gmin
