@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 __all__ = ["CrossbarSpec", "SCHEMES", "WeightCoding", "weight_coding"]
 
-SCHEMES = ("differential", "offset")
+SCHEMES = ("differential", "offset", "unipolar")
 
 
 @dataclass(frozen=True)
@@ -42,10 +42,12 @@ def weight_coding(scheme: str = "differential", weight_bits: int | None = None, 
     p = 2 if scheme == "differential" else 1
     if weight_bits is None:
         return WeightCoding(scheme, None, None, None, 1, p, 0 if p == 2 else 1)
+    # differential: n − 1 magnitude bits per side; offset: n-bit offset binary; unipolar: n-bit unsigned
     code = int(weight_bits) - 1 if scheme == "differential" else int(weight_bits)
     b = int(bits_per_cell) if bits_per_cell is not None else code
     k = math.ceil(code / b)
-    n_ref = 0 if p == 2 else (1 if k == 1 else 2)
+    # offset: a reference at the code of zero (+ one at g_min when sliced); unipolar: one at g_min
+    n_ref = 0 if p == 2 else (1 if k == 1 or scheme == "unipolar" else 2)
     return WeightCoding(scheme, int(weight_bits), b, code, k, p, n_ref)
 
 
@@ -80,6 +82,9 @@ class CrossbarSpec:
     bits_per_cell: int | None = field(default=None, metadata=dict(
         description="bit slicing: bits stored per cell (null: one cell per weight)", ge=1, le=8, nullable=True,
         section="mapping"))
+    # on-chip learning with solver "exact": how the solve follows writes (circuits.crossbar docstring)
+    plastic_solve: str = "exact"
+    plastic_tol: float = 1e-3
 
     def __post_init__(self):
         if self.cols < 2:
