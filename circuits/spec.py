@@ -83,8 +83,12 @@ class CrossbarSpec:
         description="bit slicing: bits stored per cell (null: one cell per weight)", ge=1, le=8, nullable=True,
         section="mapping"))
     # on-chip learning with solver "exact": how the solve follows writes (circuits.crossbar docstring)
-    plastic_solve: str = "exact"
-    plastic_tol: float = 1e-3
+    plastic_solve: str = field(default="exact", metadata=dict(
+        description="solver exact, after writes: exact (re-solve every changed tile) or bounded (refresh a tile when its "
+        "accumulated conductance change could move its column currents by more than plastic_tol)",
+        choices=("exact", "bounded")))
+    plastic_tol: float = field(default=1e-3, metadata=dict(
+        description="plastic_solve bounded: relative column-current error bound", gt=0, lt=1))
 
     def __post_init__(self):
         if self.cols < 2:
