@@ -1,11 +1,11 @@
-"""Benchmark of the exact crossbar solver (issue 3; DESIGN §5, §8).
+"""Benchmark of the exact crossbar solver (docs/circuits.md).
 
 For n×n arrays (random g in [1, 100] µS; r_wire_row = r_wire_col = 1 Ω, r_source = r_sense = 5 Ω)
 it measures, in one run on this machine:
 
 * ``T (ND)``: :func:`circuits.solver.transfer_matrix` — nested dissection with DtN maps (the method
   kept), float64;
-* ``block-tri``: the block-tridiagonal elimination prototyped in DESIGN §5 (rows eliminated with a
+* ``block-tri``: a block-tridiagonal elimination, the first design of this solver (rows eliminated with a
   banded solve, dense N×N blocks, forward elimination carrying all inputs), re-implemented here as
   the baseline the method must beat;
 * ``sparse-LU T``: the naive transfer matrix — scipy SuperLU of the full nodal matrix, one solve
@@ -15,7 +15,8 @@ it measures, in one run on this machine:
   (4 random input vectors; n ≤ 1024, which takes ~2 min and 6.5 GB at 1024) and against ngspice
   (one vector, n ≤ 64), and ngspice's time.
 
-Usage: ``python benchmarks/solver.py [--sizes 32 64 ...] [--quick] [--out benchmarks/solver_results.md]``.
+Usage: ``python benchmarks/solver.py [--sizes 32 64 ...] [--quick] [--out benchmarks/solver_results.md]``; the table is
+printed, and written to a file only with ``--out``.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ R = dict(r_wire_row=1.0, r_wire_col=1.0, r_source=5.0, r_sense=5.0)
 
 
 def blocktri_transfer(g: np.ndarray, r_wire_row, r_wire_col, r_source, r_sense) -> np.ndarray:
-    """DESIGN §5 prototype: unknowns row by row; eliminate each row's wire nodes (tridiagonal R_i),
+    """Block-tridiagonal baseline: unknowns row by row; eliminate each row's wire nodes (tridiagonal R_i),
     leaving dense blocks ``K_i = diag(g_i) + D_i − diag(g_i) R_i⁻¹ diag(g_i)`` coupled by ``−g_col``;
     forward block elimination ``X_i = K_i − g_col² X_{i−1}⁻¹`` carrying all inputs. All r > 0."""
     M, N = g.shape
@@ -108,7 +109,7 @@ def bench_size(n, quick=False, ref_max=1024, lu_max=256, bt_max=512, spice_max=6
     if n <= bt_max and not (quick and n > 256):
         from threadpoolctl import threadpool_limits
 
-        with threadpool_limits(limits=1):  # DESIGN §5: threaded BLAS slows the small dense steps
+        with threadpool_limits(limits=1):  # threaded BLAS slows the small dense steps
             row["t_bt"], Tb = _time(lambda: blocktri_transfer(g.numpy(), **R))
         row["err_bt"] = _rel(Tb, T.numpy())
     if n <= lu_max and not (quick and n > 128):
@@ -197,7 +198,9 @@ def main(argv=None):
     ap.add_argument("--lu-max", type=int, default=256, help="largest n for the sparse-LU transfer matrix baseline")
     ap.add_argument("--bt-max", type=int, default=512, help="largest n for the block-tridiagonal baseline")
     ap.add_argument("--spice-max", type=int, default=64, help="largest n for ngspice")
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "solver_results.md"))
+    ap.add_argument("--out", default=None, metavar="FILE.md",
+                    help="also write the table to this file (the committed results: benchmarks/solver_results.md); "
+                         "default: print only")
     args = ap.parse_args(argv)
     sizes = [n for n in args.sizes if n <= 256] if args.quick else args.sizes
     before = machine()
@@ -216,9 +219,11 @@ def main(argv=None):
             "",
         ]
     )
-    with open(args.out, "w") as fh:
-        fh.write(text)
-    print(f"\nwritten to {args.out}")
+    print("\n" + text)
+    if args.out is not None:
+        with open(args.out, "w") as fh:
+            fh.write(text)
+        print(f"written to {args.out}")
 
 
 if __name__ == "__main__":
