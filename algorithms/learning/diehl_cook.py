@@ -55,8 +55,10 @@ WRITE_EVERY = ("step", "image")
 #: conductance-based: 4 mults + 8 adds (two conductance decays, three driving-force products, sums, compare).
 E_NEURON_CURRENT_J = 3.7e-12 + 3 * 0.9e-12
 E_NEURON_CONDUCTANCE_J = 4 * 3.7e-12 + 8 * 0.9e-12
-#: STDP bookkeeping [est, same source]: one trace decay (1 mult) per neuron and step, one mult-add per Δw entry.
-E_TRACE_J = 3.7e-12
+#: STDP bookkeeping, event-driven [est, same source]: a spike stores its time stamp (the trace is
+#: ``e^(−Δt/τ)`` of the stamp, looked up when used): 1 add per pre or post spike; each Δw entry is one
+#: trace look-up times ν and an add: 1 mult + 1 add.
+E_TRACE_J = 0.9e-12
 E_DW_J = 3.7e-12 + 0.9e-12
 
 
@@ -187,6 +189,7 @@ class DiehlCookNetwork:
         self.state = None
         self.istate = None
         self.stats = _Stats()
+        self._counted = 0.0
         self.e_neuron = E_NEURON_CONDUCTANCE_J if cfg.conductance else E_NEURON_CURRENT_J
 
     # -- state ------------------------------------------------------------------------------------
@@ -331,7 +334,8 @@ class DiehlCookNetwork:
         e = self.R * 2 * self.n * steps * self.e_neuron
         ledger.add("neurons", "neuron", e, events=self.R * 2 * self.n * steps)
         if learning:
-            n_tr = self.R * (self.n_in + self.n) * steps
+            n_tr = self.stats.input_spikes + self.stats.exc_spikes - self._counted
+            self._counted = self.stats.input_spikes + self.stats.exc_spikes
             ledger.add("stdp", "digital", n_tr * E_TRACE_J + self.stats.dw_entries * E_DW_J,
                        events=n_tr + self.stats.dw_entries)
             self.stats.dw_entries = 0.0

@@ -10,9 +10,10 @@ Both hold the input weights of ``R`` independent networks in the **crossbar layo
 * ``add(dw)`` — accumulate a weight change (weight units); ``flush(ledger)`` writes what was accumulated
   (software: add and clip to ``[w_min, w_max]``; device: pulses through ``MappedMatrix.update``);
 * ``switch(p, ledger)`` — signed switching probabilities of binary cells (``MappedMatrix.switch``), applied at once;
-* ``normalise(total, mode, ledger)`` — column sums to ``total``: ``"reprogram"`` rewrites the weights
-  (``w ← w·total/Σ_i w_ij``; write energy charged on a device), ``"gain"`` leaves them and sets a digital
-  per-neuron input gain ``total/Σ_i w_ij`` (no writes);
+* ``normalise(total, mode, ledger)`` — column sums to ``total``: ``"reprogram"`` rewrites the weights of
+  the columns written since the last normalisation (``w ← clip(w·total/Σ_i w_ij)``; write energy charged on
+  a device; the other columns already hold their normalised values), ``"gain"`` leaves them and sets a
+  digital per-neuron input gain ``total/Σ_i w_ij`` (no writes);
 * ``weights()`` — the weights held now (``[R, in, out]``).
 """
 
@@ -45,6 +46,8 @@ class Synapses:
         self.pending: Tensor | None = None
         self.gain: Tensor | None = None  # [R, 1, out] digital input gain (normalisation "gain")
         self.writes = 0  # flushes that wrote something
+        #: columns written since the last normalisation, per replica ``[R, out]`` (all, initially)
+        self.dirty = torch.ones(self.replicas, self.n_post, dtype=torch.bool, device=self.device)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -117,77 +120,200 @@ class TorchSynapses(Synapses):
         return y * self.gain if self.gain is not None else y
 
     def _apply(self, dw: Tensor, ledger) -> None:
+        self.dirty |= (dw != 0).any(1)
         self.w.add_(dw).clamp_(self.w_min, self.w_max)
 
     def _rescale(self, scale: Tensor, ledger) -> None:
-        self.w.mul_(scale).clamp_(self.w_min, self.w_max)
+        w = self.w
+        target = w + ((w * scale).clamp(self.w_min, self.w_max) - w) * self.dirty.unsqueeze(1)
+        w.copy_(target)
+        self.dirty.zero_()
 
 
 class CrossbarSynapses(Synapses):
-    """Weights on a plastic ``unipolar`` :class:`circuits.MappedMatrix` (``replicas=R``, ``[R, out, in]``).
+    """Weights on a plastic :class:`circuits.MappedMatrix` built with ``replicas=R`` (``[R, out, in]``).
 
-    * reads: the spike rows are read pulses; the column currents go through the matrix's readout
-      (ADC or lossless), ``MappedMatrix.matmul``. When the read is exactly linear and noiseless (ideal
-      wires or ``solver: ideal``, lossless ADC, no read noise) the result equals ``spikes @ weights()``
-      and that product is used (``fast_read``); the read energy is still charged from the array.
-    * writes: ``MappedMatrix.update(dw, rounding)`` — the device's nominal step turns Δw into pulse
-      counts (stochastic rounding by default), so nonlinearity, c2c noise, levels and saturation act as
-      in the device; write energy to ``ledger`` component ``write``.
-    * normalisation ``reprogram``: the rescaled weights are written as pulses (``update(w' − w)``).
+    * reads: the spiking rows are read pulses (``dac.mode: spikes``); the column currents go through the
+      matrix's readout (``MappedMatrix.matmul``: ADC, or lossless for direct analog input). When that read
+      is exactly linear and noiseless — ideal wires (or ``solver: ideal``), linear I–V, lossless ADC, no
+      read noise — it equals ``spikes @ weights()`` and that product is computed instead (``fast_read``),
+      with the same energy bookkeeping as the matrix (array ``t_read·v_read²·Σ_i n_i·Σ_j G_ij`` over the
+      spikes ``n_i`` of each row, ADC conversions, digital partial-sum adds; latency per read).
+    * writes: Δw (weight units) → signed pulse counts with the local nominal step of each cell
+      (``Device.pulse_step``) and stochastic rounding (``rounding``; ``"none"``: exact continuous writes on
+      the ideal device), applied by the device's ``pulse`` — nonlinearity, c2c noise, levels and saturation
+      act as in the device; write energy and latency to the ledger component ``write``. This is
+      ``MappedMatrix.update``; for the one-cell-per-weight layouts (``unipolar``, ``offset``) only the
+      columns that receive pulses are gathered and pulsed (STDP touches a few neurons per image), else
+      ``MappedMatrix.update`` is called on the whole matrix.
+    * normalisation ``reprogram``: the rescaled weights of the columns written since the last
+      normalisation are written as pulses (``w' − w``).
     """
 
     def __init__(self, mm, rounding: str = "stochastic", fast_read: bool | None = None):
-        w = mm.weights()
-        if w.dim() == 2:
-            w = w.unsqueeze(0)
-        super().__init__(w.shape[0], w.shape[2], w.shape[1], 0.0, float(mm.w_max), w.device, w.dtype)
+        if mm.replicas is None:
+            raise ValueError("mm: build the MappedMatrix with replicas=R (R ≥ 1)")
+        if rounding not in ("stochastic", "nearest", "none"):
+            raise ValueError(f"rounding: got {rounding!r}; allowed: 'stochastic', 'nearest', 'none'")
+        super().__init__(mm.replicas, mm.in_features, mm.out_features, 0.0, float(mm.w_max),
+                         mm.torch_device, mm.dtype)
         self.mm = mm
         self.rounding = rounding
-        self._squeeze = mm.weights().dim() == 2
+        if rounding == "none" and not getattr(mm.device, "continuous_writes", False):
+            raise ValueError(f"rounding: 'none' needs a device with continuous writes (the ideal device without levels); "
+                             f"device {mm.device.name!r} takes whole pulses")
         self.fast_read = self._linear_read() if fast_read is None else bool(fast_read)
+        c = mm.coding
+        self.sliced = c.n_slices == 1 and c.cols_per_slice == 1 and c.cols_per_output == 1
         self._w: Tensor | None = None
+        self._rowg: Tensor | None = None
+        self.pulses = 0.0  # total |pulses| applied
 
     def _linear_read(self) -> bool:
         mm = self.mm
-        spec = mm.spec
-        wires = any(getattr(spec, k, 0.0) > 0 for k in ("r_wire_row", "r_wire_col", "r_source", "r_sense", "r_access"))
-        if spec.solver == "exact" and wires:
-            return False
-        if mm.adc.bits is not None or mm.device.read_noise_rel() > 0 or mm.device.nonlinear_iv:
-            return False
-        return True
-
-    def _to_mm(self, t: Tensor) -> Tensor:
-        t = t.transpose(1, 2)
-        return t[0] if self._squeeze else t
+        wires = mm.crossbar._use_network_solve() if hasattr(mm.crossbar, "_use_network_solve") else False
+        return (not wires and mm.adc.bits is None and mm.device.read_noise_rel() == 0
+                and not mm.device.nonlinear_iv and not mm.drift_compensation)
 
     def weights(self) -> Tensor:
         if self._w is None:
-            w = self.mm.weights()
-            w = w.unsqueeze(0) if w.dim() == 2 else w
-            self._w = w.transpose(1, 2).contiguous()
+            self._w = self.mm.weights().transpose(1, 2).contiguous()
         return self._w
+
+    # -- reads ----------------------------------------------------------------------------------
+    def _row_conductance(self) -> Tensor:
+        """``Σ_j G_ij`` over every cell of input row ``i`` (all output tiles, reference and unused columns) ``[R, in]``."""
+        if self._rowg is None:
+            g = self.mm.crossbar.g  # [R, ti, to, rows, cols]
+            r = g.shape[0]
+            self._rowg = g.sum((-1, 2)).reshape(r, -1)[:, : self.n_pre].to(self.dtype)
+        return self._rowg
 
     def read(self, spikes: Tensor, ledger=None) -> Tensor:
         x = spikes.to(self.dtype)
-        if self.fast_read:
+        if not self.fast_read:
+            y = self.mm.matmul(x, ledger)
+        else:
             y = torch.bmm(x, self.weights())
             if ledger is not None:
-                self.mm.account_read(x[0] if self._squeeze else x, ledger)
-        else:
-            y = self.mm.matmul(x[0] if self._squeeze else x, ledger)
-            y = y.unsqueeze(0) if self._squeeze else y
+                self._account_read(x, ledger)
         return y * self.gain if self.gain is not None else y
 
+    def _account_read(self, x: Tensor, ledger) -> None:
+        """The matrix's read bookkeeping (``MappedMatrix`` energy model) for the reads that drive any row."""
+        from circuits.constants import int_add_energy_J
+
+        mm = self.mm
+        n_reads = float((x.amax(-1) > 0).sum())  # reads with at least one spike (empty steps are skipped)
+        if n_reads == 0:
+            return
+        counts = x.sum(1)  # [R, in] spikes per row
+        e_array = mm.t_read_s * mm.v_read**2 * float((counts * self._row_conductance()).sum())
+        per_rep = n_reads / self.replicas
+        t_read, t_conv = mm.mvm_latency_s()
+        k = mm.coding.n_slices
+        n_adc = n_reads * self.n_post * k * mm.n_tiles_in
+        n_add = n_reads * self.n_post * (mm.n_tiles_in * k - 1)
+        ledger.add(mm.name, "array", e_array, events=n_reads * mm.n_arrays, latency_s=per_rep * t_read)
+        ledger.add(mm.name, "adc", n_adc * mm.adc.energy_per_conversion_J, events=n_adc, latency_s=per_rep * t_conv)
+        ledger.add(mm.name, "digital", n_add * int_add_energy_J(mm.accumulator_bits()), events=n_add)
+
+    # -- writes ---------------------------------------------------------------------------------
     def _apply(self, dw: Tensor, ledger) -> None:
-        self.mm.update(self._to_mm(dw), ledger=ledger, rounding=self.rounding)
-        self._w = None
+        touched = (dw != 0).any(1)  # [R, out]
+        cols = torch.nonzero(touched.any(0)).flatten()
+        if cols.numel() == 0:
+            return
+        self.dirty |= touched
+        if not self.sliced or cols.numel() > self.n_post // 2:
+            n = self.mm.update(dw.transpose(1, 2), ledger=ledger, rounding=self.rounding)
+            self.pulses += float(n.abs().sum())
+            self._w = None
+            self._rowg = None
+            return
+        self._write_columns(dw, cols, ledger)
+
+    def _write_columns(self, dw: Tensor, cols: Tensor, ledger) -> None:
+        """``MappedMatrix.update`` restricted to the output columns ``cols`` (one cell per weight)."""
+        from device_models.base import rand
+
+        mm, xb, dev = self.mm, self.mm.crossbar, self.mm.device
+        rows, opt, ti = mm.spec.rows, mm.out_per_tile, mm.n_tiles_in
+        r, k = self.replicas, cols.numel()
+        to_idx, c_idx = cols // opt, cols % opt
+        state = xb.state
+
+        def sub(t: Tensor) -> Tensor:  # [R, ti, to, rows, cols] → [R, k, ti, rows]
+            return t[:, :, to_idx, :, c_idx].permute(1, 0, 2, 3)
+
+        full = state.g.shape
+        d2d = {key: sub(v) for key, v in state.d2d.items() if torch.is_tensor(v) and v.shape == full}
+        sub_state = state.replace(g=sub(state.g), d2d={**state.d2d, **d2d}, t_write_s=None)
+        d = dw.index_select(2, cols)  # [R, in, k]
+        pad = ti * rows - self.n_pre
+        if pad:
+            d = torch.nn.functional.pad(d, (0, 0, 0, pad))
+        d = d.reshape(r, ti, rows, k).permute(0, 3, 1, 2).to(torch.float64)  # [R, k, ti, rows]
+        pos = d > 0
+        step = torch.where(pos, dev.pulse_step(sub_state, +1), dev.pulse_step(sub_state, -1)).to(torch.float64) / mm.g_scale
+        ok = step > 0
+        x = torch.where(ok, d.abs() / torch.where(ok, step, torch.ones_like(step)), torch.zeros_like(step))
+        if self.rounding == "none":
+            n = torch.where(pos, x, -x)
+        else:
+            x = x.clamp(max=1000.0)
+            if self.rounding == "nearest":
+                kk = torch.round(x)
+            else:
+                fl = torch.floor(x)
+                kk = fl + (rand(x.shape, mm.generator, torch.float64) < (x - fl)).to(x.dtype)
+            n = torch.where(pos, kk, -kk)
+        written = n != 0
+        if not bool(written.any()):
+            return
+        new_sub, energy = dev.pulse(sub_state, n.to(sub_state.g.dtype), mm.generator)
+        # scatter the pulsed cells back into the array state
+        def put(full_t: Tensor, part: Tensor) -> Tensor:
+            out = full_t.clone()
+            out[:, :, to_idx, :, c_idx] = part.permute(1, 0, 2, 3).to(out.dtype)
+            return out
+
+        new_d2d = dict(state.d2d)
+        for key, v in new_sub.d2d.items():
+            if key in d2d and v is not d2d[key]:
+                new_d2d[key] = put(state.d2d[key], v)
+        new_state = state.replace(g=put(state.g, new_sub.g), d2d=new_d2d)
+        wmask = torch.zeros(full, dtype=torch.bool, device=state.g.device)
+        wmask[:, :, to_idx, :, c_idx] = written.permute(1, 0, 2, 3)
+        if hasattr(xb, "_stamp"):
+            new_state = xb._stamp(new_state, wmask)
+        xb.set_state(new_state)
+        n_abs = n.abs()
+        self.pulses += float(n_abs.sum())
+        if ledger is not None:
+            t_write = float(getattr(dev, "t_write_s", 0.0) or 0.0)
+            # rows one after the other, the cells of a row in parallel, all arrays in parallel (as MappedMatrix)
+            per_row = n_abs.amax(1)  # [R, ti, rows]: the busiest cell of each row over the written columns
+            latency = float(per_row.sum(-1).amax()) * t_write
+            ledger.add(mm.name, "write", float(energy), events=float(n_abs.sum()), latency_s=latency)
+        # refresh the cached weights of the written columns ((G − G_ref)/g_scale, reference of the same row)
+        g_now = dev.read(new_sub, xb.t_s, mm.generator).to(torch.float64)  # [R, k, ti, rows]
+        if mm.coding.n_ref:  # the reference cell of the same row, in each column's own output tile
+            w_cols = g_now - xb.g[:, :, to_idx, :, mm.spec.cols - 1].permute(0, 2, 1, 3).to(torch.float64)
+        else:
+            w_cols = g_now - float(dev.g_min)
+        w_cols = (w_cols / mm.g_scale).reshape(r, k, ti * rows)[:, :, : self.n_pre].transpose(1, 2)
+        w = self.weights()
+        w[:, :, cols] = w_cols.to(w.dtype)
+        self._rowg = None
 
     def _rescale(self, scale: Tensor, ledger) -> None:
         w = self.weights()
-        target = (w * scale).clamp(self.w_min, self.w_max)
-        self._apply(target - w, ledger)
+        dw = ((w * scale).clamp(self.w_min, self.w_max) - w) * self.dirty.unsqueeze(1)
+        self._apply(dw, ledger)
+        self.dirty.zero_()
 
     def switch(self, p: Tensor, ledger=None) -> None:
-        self.mm.switch(p=self._to_mm(p), ledger=ledger)
+        self.mm.switch(p=p.transpose(1, 2), ledger=ledger)
         self._w = None
+        self._rowg = None
