@@ -1,4 +1,4 @@
-"""Algorithms: networks whose weight matrices live on crossbars (DESIGN §6)."""
+"""Algorithms: networks whose weight matrices live on crossbars (docs/algorithms.md)."""
 
 from .ann import CrossbarNetwork, UnsupportedLayerError, accuracy, flatten_layers, fold_batchnorm
 

@@ -1,4 +1,4 @@
-"""Circuits: arrays, the crossbar solve, converters, mapping and the energy ledger (DESIGN §5)."""
+"""Circuits: arrays, the crossbar solve, converters, mapping and the energy ledger (docs/circuits.md)."""
 
 from .converters import (
     ADC,

@@ -1,6 +1,6 @@
 """Published constants of the peripheral energy and latency models, each with its source.
 
-Tags follow ``REFERENCES.md``: **[code]**/**[src]** read in a public tool's source, **[lit]** a
+Tags (docs/references.md): **[code]**/**[src]** read in a public tool's source, **[lit]** a
 literature value, **[mem]** recalled and not re-checked, **[est]** an engineering estimate.
 """
 
@@ -26,7 +26,7 @@ __all__ = [
 
 #: Energy per operation at 45 nm, 0.9 V [J] (Horowitz, "Computing's energy problem", ISSCC 2014, Fig. 1.1.9).
 #: int32 add/mult and fp32 add/mult are verified against a table citing Horowitz; int8/int16 add, int8 mult,
-#: fp16 values are [mem] (REFERENCES Part C (c)).
+#: fp16 values are [mem] (docs/circuits.md).
 HOROWITZ_45NM_J: dict[str, float] = {
     "int8_add": 0.03e-12,
     "int16_add": 0.05e-12,
@@ -43,13 +43,13 @@ HOROWITZ_45NM_J: dict[str, float] = {
 INT_ADD_J: dict[int, float] = {8: 0.03e-12, 16: 0.05e-12, 32: 0.1e-12}
 
 #: SNN-paper op-count convention, 45 nm (Horowitz 2014): MAC = fp32 mult + add = 3.7 + 0.9 = 4.6 pJ;
-#: AC (accumulate only) = fp32 add = 0.9 pJ (REFERENCES Part B §6, Part C (c); Lee et al. 2020; Rathi 2020).
+#: AC (accumulate only) = fp32 add = 0.9 pJ (docs/circuits.md; Lee et al. 2020; Rathi 2020).
 OPCOUNT_E_MAC_J = 4.6e-12
 OPCOUNT_E_AC_J = 0.9e-12
 
 #: NeuroSim SAR-ADC power fit per technology node [nm] → (a [µW], b [µW], c [W], d)
 #: ``P = (a·log2 L + b)·1e-6 + c·exp(−d·log10 R_col)`` (DNN+NeuroSim V1.4 ``SarADC.cpp`` [src];
-#: REFERENCES Part C (a)). LSTP/LP roadmap (the V1.4 default). Nodes 5–1 nm have no ``d`` in the
+#: docs/circuits.md). LSTP/LP roadmap (the V1.4 default). Nodes 5–1 nm have no ``d`` in the
 #: source table as transcribed; 2.303 (= ln 10, the value at every other node) is used there [est].
 NEUROSIM_SAR_LSTP: dict[int, tuple[float, float, float, float]] = {
     130: (8.4483, 65.243, 0.16938, 2.303),
@@ -66,7 +66,7 @@ NEUROSIM_SAR_LSTP: dict[int, tuple[float, float, float, float]] = {
     2: (0.0207, 0.1764, 0.0313, 2.303),
     1: (0.0101, 0.0843, 0.0288, 2.303),
 }
-#: Same fit, HP roadmap (REFERENCES Part C (a)).
+#: Same fit, HP roadmap (docs/circuits.md).
 NEUROSIM_SAR_HP: dict[int, tuple[float, float, float, float]] = {
     130: (6.4806, 49.047, 0.207452, 2.367),
     90: (4.3474, 31.782, 0.1649, 2.345),
@@ -80,18 +80,18 @@ NEUROSIM_SAR_HP: dict[int, tuple[float, float, float, float]] = {
 }
 #: NeuroSim SAR timing: one 1-ns cycle per bit plus one, ``t_conv = (log2 L + 1)·1 ns`` [src SarADC.cpp].
 NEUROSIM_SAR_CYCLE_S = 1e-9
-#: Columns multiplexed onto one ADC: ``numColMuxed = 8`` in DNN+NeuroSim V1.4 [code] (REFERENCES §4.3).
+#: Columns multiplexed onto one ADC: ``numColMuxed = 8`` in DNN+NeuroSim V1.4 [code] (docs/circuits.md).
 NEUROSIM_COLS_PER_ADC = 8
 
 #: ISAAC (Shafiee et al., ISCA 2016): 8-bit ADC at 1.28 GS/s drawing 2 mW, hence 2 mW / 1.28 GS/s =
-#: 1.5625 pJ per conversion (REFERENCES Part C (b): MNSIM ``ADC.py`` choice 2, PUMA constants 1.8 mW dyn +
+#: 1.5625 pJ per conversion (docs/circuits.md: MNSIM ``ADC.py`` choice 2, PUMA constants 1.8 mW dyn +
 #: 0.2 mW leak [src]); one ADC per 128×128 array, 100 ns crossbar read cycle [lit].
 ISAAC_ADC_POWER_W = 2e-3
 ISAAC_ADC_RATE_HZ = 1.28e9
 ISAAC_ADC_E_CONV_J = ISAAC_ADC_POWER_W / ISAAC_ADC_RATE_HZ
 ISAAC_T_READ_S = 100e-9
 
-#: 1-bit current/voltage sense amplifier: 1–20 fJ per sense at 22–45 nm [est] (REFERENCES §4.3);
+#: 1-bit current/voltage sense amplifier: 1–20 fJ per sense at 22–45 nm [est] (docs/circuits.md);
 #: 10 fJ is the log-midpoint of that span [est]. Sensing time 1 ns [est].
 SENSE_AMP_E_J = 10e-15
 SENSE_AMP_T_S = 1e-9

@@ -5,15 +5,15 @@ ADC energy per conversion, by ``energy_model``:
 * ``survey`` (default): the Walden figure of merit with an energy floor,
   ``E = max(E_floor, FOM_W · 2^bits)`` (Walden, IEEE JSAC 17(4), 1999; defaults from the
   Murmann ADC survey, SAR designs 2015+: FOM_W ≈ 30 fJ/step median at 5–8 b, and a ≈ 1 pJ
-  floor for low-resolution GS/s SARs — REFERENCES Part C (b)).
+  floor for low-resolution GS/s SARs — see docs/circuits.md).
 * ``neurosim_sar``: the NeuroSim SAR fit by technology node, ``E = P·(bits + 1)·1 ns`` with
-  ``P = (a·bits + b)·1 µW`` (DNN+NeuroSim V1.4 ``SarADC.cpp`` [src]; REFERENCES Part C (a)). The
+  ``P = (a·bits + b)·1 µW`` (DNN+NeuroSim V1.4 ``SarADC.cpp`` [src]; docs/circuits.md). The
   fit's column term ``c·exp(−d·log10 R_col)`` (the column current-to-voltage divider, which
   contains the cell read current) is left out by default because xbarsim counts the array read
   energy exactly in the ``array`` component; :func:`neurosim_sar_energy_J` takes ``r_col_ohm``
   to include it.
 * ``sense_amp``: a 1-bit current sense amplifier for binary reads, 10 fJ per sense
-  (1–20 fJ at 22–45 nm, REFERENCES §4.3 [est]).
+  (1–20 fJ at 22–45 nm, docs/circuits.md [est]).
 * ``fixed``: a given energy per conversion ``e_conv_J`` (e.g. ISAAC's published 1.56 pJ).
 
 Conversion time ``t_conv_s`` defaults to the NeuroSim SAR timing ``(bits + 1)·1 ns`` (one cycle
@@ -84,7 +84,7 @@ def _sar_constants(tech_node_nm: int, roadmap: str) -> tuple[float, float, float
 def neurosim_sar_power_W(bits: int, tech_node_nm: int = 32, roadmap: str = "lstp", r_col_ohm: float | None = None) -> float:
     """NeuroSim SAR-ADC power [W]: ``(a·log2 L + b)·1e-6 + c·exp(−d·log10 R_col)`` with ``L = 2^bits``.
 
-    DNN+NeuroSim V1.4 ``SarADC.cpp`` [src] (REFERENCES Part C (a)); ``a, b`` [µW], ``c`` [W], ``d`` per
+    DNN+NeuroSim V1.4 ``SarADC.cpp`` [src] (docs/circuits.md); ``a, b`` [µW], ``c`` [W], ``d`` per
     node and roadmap (``"lstp"``, the V1.4 default, or ``"hp"``). ``r_col_ohm`` is the column
     resistance already scaled by ``0.5/V_read`` as in the source; ``None`` leaves the column term out
     (xbarsim counts the cell read energy exactly in the ``array`` component). Temperature 300 K.
@@ -135,7 +135,7 @@ class ADC:
         Range ``[−i_range, i_range]`` (differential outputs) or ``[0, i_range]``.
     fom_J_per_step, e_floor_J:
         ``survey`` energy model ``E = max(e_floor_J, fom_J_per_step·2^bits)`` per conversion.
-        Defaults: 30 fJ/conv-step and 1 pJ (Murmann survey, SAR 2015+; REFERENCES Part C).
+        Defaults: 30 fJ/conv-step and 1 pJ (Murmann survey, SAR 2015+; docs/circuits.md).
     energy_model:
         ``"survey"``, ``"neurosim_sar"`` (``tech_node_nm``, ``roadmap``), ``"sense_amp"`` (1-bit only)
         or ``"fixed"`` (``e_conv_J``); see the module docstring for the equations and sources.
@@ -314,7 +314,7 @@ class ADC:
 
 @dataclass
 class DAC:
-    """Input digital-to-analog conversion: amplitude, bit-serial or spikes (DESIGN §5).
+    """Input digital-to-analog conversion: amplitude, bit-serial or spikes (docs/circuits.md).
 
     ``mode="amplitude"`` (default): ``v = v_read · q_bits(clip(x/x_max, −1, 1))`` — ``|x|/x_max``
     is rounded to ``2**bits − 1`` equal steps, the sign drives a negative read voltage; one read.
@@ -327,7 +327,7 @@ class DAC:
     ISCA 2016; NeuroSim ``numBitInput``).
 
     ``mode="spikes"``: binary inputs (0/1, or ±1 for signed spikes) drive the rows directly at
-    ``x·v_read``: a spike *is* a read pulse, there is no DAC and no DAC energy (DESIGN §5).
+    ``x·v_read``: a spike *is* a read pulse, there is no DAC and no DAC energy (docs/circuits.md).
 
     ``x_max`` is set by calibration (the largest |x| seen) unless given; it is 1 for spikes.
 

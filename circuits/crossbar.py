@@ -55,7 +55,7 @@ _KAPPA = 2.0
 class Crossbar:
     """``rows × cols`` resistive arrays (optionally a stack of them) with their periphery-free read.
 
-    Canonical topology (DESIGN §3): row ``i`` is driven by ``v[i]`` through
+    Canonical topology (docs/circuits.md): row ``i`` is driven by ``v[i]`` through
     ``r_source`` at column 0, row-wire segments of ``r_wire_row`` join adjacent
     cells, the cell (optionally in series with an access transistor ``r_access``)
     joins row node (i, j) to column node (i, j), column-wire segments of

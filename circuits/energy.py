@@ -1,4 +1,4 @@
-"""Energy, latency and event ledger per layer and component, plus SNN-paper op counts (DESIGN §5).
+"""Energy, latency and event ledger per layer and component, plus SNN-paper op counts (docs/circuits.md).
 
 Components
 ----------
@@ -13,7 +13,7 @@ Latency is recorded per (layer, component) as the summed time of all the MVMs th
 divided by the number of inferences it is the time one inference spends there (layers and the
 vectors of one layer in sequence, the arrays of a layer in parallel).
 
-Op counts (REFERENCES Part B §6): ``macs`` multiply-accumulates and ``acs`` accumulates the network
+Op counts (docs/circuits.md): ``macs`` multiply-accumulates and ``acs`` accumulates the network
 executed, and ``macs_ann`` the MACs of the equivalent ANN; the op-count energies use
 ``E_MAC = 4.6 pJ`` and ``E_AC = 0.9 pJ`` (fp32, 45 nm, Horowitz ISSCC 2014) by default.
 """
@@ -168,7 +168,7 @@ class EnergyLedger:
         return {"ops_mac": tot["macs"] / self._n, "ops_ac": tot["acs"] / self._n, "ops_mac_ann": tot["macs_ann"] / self._n}
 
     def opcount_energy(self, e_mac_J: float = OPCOUNT_E_MAC_J, e_ac_J: float = OPCOUNT_E_AC_J) -> dict[str, float]:
-        """Op-count energies per inference (the convention of SNN papers, REFERENCES Part B §6).
+        """Op-count energies per inference (the convention of SNN papers, docs/circuits.md).
 
         ``energy_opcount_ann_J = #MAC_ann·E_MAC``; ``energy_opcount_snn_J = #MAC·E_MAC + #AC·E_AC``
         for a spiking run (NaN otherwise: nothing spiking was run).

@@ -12,7 +12,7 @@ Signed weights (``scheme``)
 ---------------------------
 * ``differential`` (default): a pair of adjacent columns ``(G⁺, G⁻)`` per output,
   ``G± = g_min + clip(±W, 0, ∞)·s``, ``s = (g_max − g_min)/w_max``, so ``I⁺ − I⁻ = s·(v @ Wᵀ)``
-  (the ``g_min`` baseline cancels; aihwkit's single-pair mapping, REFERENCES §5.1).
+  (the ``g_min`` baseline cancels; aihwkit's single-pair mapping, docs/circuits.md).
 * ``offset``: one column per output holding the weight plus an offset, and a **reference column**
   per array holding the conductance that encodes *weight zero*; the reference current is
   subtracted from every column in the analog domain (a current mirror) before the ADC:

@@ -1,6 +1,6 @@
 """The canonical crossbar as a list of branches: SPICE deck, ngspice runner, reference nodal solve.
 
-One branch list (:func:`crossbar_branches`) describes the circuit of DESIGN §3 — sources ``v[i]``
+One branch list (:func:`crossbar_branches`) describes the canonical circuit (docs/circuits.md) — sources ``v[i]``
 through ``r_source`` into row node (i, 0), row-wire segments ``r_wire_row``, cells (in series with
 ``r_access`` when > 0), column-wire segments ``r_wire_col``, and ``r_sense`` from column node
 (rows−1, j) into a virtual ground. A zero resistance merges its two nodes (it is never stamped).

@@ -1,6 +1,6 @@
-"""Exact crossbar circuit solve: nodal analysis of the canonical topology (DESIGN §3, §5).
+"""Exact crossbar circuit solve: nodal analysis of the canonical topology (docs/circuits.md).
 
-Circuit (DESIGN §3). Row ``i`` is driven by an ideal source ``v[i]`` through ``r_source`` into row
+Circuit (docs/circuits.md). Row ``i`` is driven by an ideal source ``v[i]`` through ``r_source`` into row
 node (i, 0); row nodes (i, j)–(i, j+1) are joined by ``r_wire_row``; cell (i, j) — conductance
 ``g[i, j]``, in series with an access resistance ``r_access`` (1T1R) — joins row node (i, j) to
 column node (i, j); column nodes (i, j)–(i+1, j) are joined by ``r_wire_col``; column ``j`` leaves
@@ -9,7 +9,7 @@ through ``r_sense``, which by Kirchhoff's current law equals the sum of the cell
 ``j``. A resistance of 0 is an ideal wire: its two nodes are merged, never divided by.
 
 Linear cells: the network is linear in ``v``, so ``i = v @ T`` and the power drawn from the sources
-is ``P = v Y vᵀ`` (DESIGN §5). :func:`transfer_matrix` computes ``T`` and ``Y`` exactly by nested
+is ``P = v Y vᵀ``. :func:`transfer_matrix` computes ``T`` and ``Y`` exactly by nested
 dissection of the nodal equations (a hierarchical Schur complement; George, SIAM J. Numer. Anal.
 10, 345, 1973; as "hierarchical Poincaré–Steklov" merging in Martinsson, J. Comput. Phys. 242, 460,
 2013):
@@ -28,7 +28,7 @@ dissection of the nodal equations (a hierarchical Schur complement; George, SIAM
   positive definite because every node is wired to an outer port). All merges of a
   level are one batched tensor operation; levels alternate between rows and columns so blocks stay
   square, which makes the cost ``O(n³)`` for an n×n array instead of ``O(n⁴)`` for the
-  block-tridiagonal sweep of DESIGN §5 (benchmarks/solver_results.md has both).
+  block-tridiagonal sweep (benchmarks/solver_results.md has both).
 * Accuracy: every block is floating (no path to ground inside the array), so each exact ``S`` has
   zero row sums. Its off-diagonal entries come out of the Schur complement without cancellation
   (an M-matrix: ``K_EI ≤ 0``, ``K_II⁻¹ ≥ 0``), but a diagonal entry is a difference of wire-sized
@@ -178,7 +178,7 @@ def _layout(h: int, w: int, crow: bool, ccol: bool) -> tuple[dict, int]:
 
 @contextlib.contextmanager
 def _threads(n: int):
-    """Run torch CPU ops with ``n`` intra-op threads, then restore (DESIGN §5 pitfall: threading
+    """Run torch CPU ops with ``n`` intra-op threads, then restore (a pitfall: threading
     the many small dense steps makes them far slower, and the busy-waiting is worst on a loaded machine)."""
     old = torch.get_num_threads()
     n = max(1, n)
@@ -503,10 +503,10 @@ def transfer_matrix(g, r_wire_row, r_wire_col, r_source=0.0, r_sense=0.0, r_acce
         Input admittance [S]: the power drawn from the sources is ``P = v Y vᵀ`` [W] (dissipated in
         cells, wires, source, sense and access resistances), so the read energy is ``P·t_read``.
 
-    Computed in float64 by nested dissection of the nodal equations (module docstring; DESIGN §5),
+    Computed in float64 by nested dissection of the nodal equations (module docstring),
     returned in ``g``'s dtype; agrees with a sparse direct solve to ~1e-12 and with ngspice to
     ~1e-13. Cost ``O(n³)`` for an n×n array: 0.40 s at 256×256 and 13 s at 1024×1024 on 2 cores,
-    against 1.7 s at 256 for the block-tridiagonal elimination of DESIGN §5 and 14 s for a sparse-LU
+    against 1.7 s at 256 for the block-tridiagonal elimination and 14 s for a sparse-LU
     transfer matrix (benchmarks/solver_results.md). Leading dims of ``g`` are solved together.
     """
     r = check_resistances(

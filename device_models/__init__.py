@@ -1,4 +1,4 @@
-"""Device models: one cell's physics, vectorised over whole arrays (DESIGN §4).
+"""Device models: one cell's physics, vectorised over whole arrays (docs/devices.md).
 
 Models: :class:`IdealDevice`, :class:`PCM` (IBM statistical model + Nandakumar pulses),
 :class:`RRAM` (NeuroSim nonlinear pulses, stuck-at, sinh I–V), :class:`STTMTJ`/:class:`SOTMTJ`

@@ -1,4 +1,4 @@
-"""The device interface shared by every cell model (DESIGN §4).
+"""The device interface shared by every cell model (docs/devices.md).
 
 A device model is a small dataclass of parameters (SI units, published
 defaults) plus pure, vectorised functions over a :class:`DeviceState`, the

@@ -20,7 +20,7 @@ class IdealDevice(Device):
     IEEE TCAD 37(12) 3067 (2018), Table I (R_on = 200 kΩ ⇒ g_max = 5 µS),
     with g_min = 0 (an idealised off state) and continuous levels.
     ``v_read`` 0.2 V and ``t_read_s`` 10 ns are typical analog-IMC read
-    conditions (REFERENCES §4.1; NeuroSim readPulseWidth 5–10 ns).
+    conditions (docs/devices.md; NeuroSim readPulseWidth 5–10 ns).
     """
 
     g_min: float = 0.0

@@ -1,8 +1,8 @@
 """Magnetic tunnel junctions: binary P/AP cells with stochastic (thermal + precessional) switching.
 
-References (REFERENCES §3; the values tagged [lit] were recalled from the cited papers and could
+References (docs/devices.md, docs/references.md; the values tagged [lit] were recalled from the cited papers and could
 not be re-read against the primary texts in this project — the ``search`` tool returned no copy of
-Ikeda 2010, Sun 2000 or Butler 2012 — so they are kept as tabulated in REFERENCES):
+Ikeda 2010, Sun 2000 or Butler 2012 — so they are kept as tabulated there):
 
 * Néel–Brown thermal activation: Koch et al., PRL 92, 088302 (2004); Diao et al., J. Phys.:
   Condens. Matter 19, 165209 (2007).
@@ -28,7 +28,7 @@ from .base import Device, DeviceState, apply_mask, check_choice, check_range, ra
 __all__ = ["STTMTJ", "SOTMTJ", "MTJ"]
 
 GYROMAGNETIC_RATIO = 1.760859e11  # γ [rad/(s·T)] (CODATA electron)
-_EXP_CLIP = 700.0  # REFERENCES §5.3: clip exponents before exp()
+_EXP_CLIP = 700.0  # clip exponents before exp() (overflow above ~709)
 
 
 def _is_tensor(*xs) -> bool:
@@ -173,7 +173,7 @@ class MTJ(Device):
 
         * ``I_th = Ic0·[1 − (ln(τ_p/τ0)/Δ)^(1/β)]`` with ``τ_p = t/(−ln(1−p))``; only where
           ``τ_p ≥ τ0`` (else thermal activation cannot reach p: ``I_th = ∞``). For β = 1 this is
-          REFERENCES §3.2's ``I(P) = Ic0·[1 − (1/Δ)·ln(t/(τ0·(−ln(1−P))))]``.
+          the textbook inverse ``I(P) = Ic0·[1 − (1/Δ)·ln(t/(τ0·(−ln(1−P))))]``.
         * ``I_pr = Ic0·[1 − (τ_D/(2t))·ln(4·(−ln p)/(π²Δ))]``.
 
         ``p`` = 0 gives 0, ``p`` = 1 gives ∞. With ``above_ic0 = "extrapolate"``:
@@ -349,7 +349,7 @@ class MTJ(Device):
 
 @dataclass
 class STTMTJ(MTJ):
-    """Two-terminal spin-transfer-torque MTJ: a binary, stochastic synapse (REFERENCES §3.1–3.2).
+    """Two-terminal spin-transfer-torque MTJ: a binary, stochastic synapse (docs/devices.md).
 
     * States: P with ``G_P = 1/R_P`` and AP with ``G_AP = G_P/(1 + TMR)`` (zero bias); reads at
       ``v_read`` see ``TMR(V) = TMR0/(1 + V²/V_h²)``.
@@ -378,18 +378,18 @@ class STTMTJ(MTJ):
 
 @dataclass
 class SOTMTJ(MTJ):
-    """Three-terminal spin-orbit-torque MTJ (REFERENCES §3.3): write current in a heavy-metal strip.
+    """Three-terminal spin-orbit-torque MTJ (docs/devices.md): write current in a heavy-metal strip.
 
     Same binary states as :class:`STTMTJ`; the switching law is Néel–Brown with ``I`` the heavy-metal
     current and ``i_c0`` its critical current (``J_c·w·t``), continued through Ic0
     (``above_ic0 = "extrapolate"``): SOT's damping-like torque is not collinear with the
     magnetisation, so there is no incubation (initial-angle) delay and the STT precessional law does
     not apply; experiments use the resulting sigmoid P_sw(I) for 1–10 ns pulses (Ostwal et al. 2019,
-    REFERENCES §3.3). The read path (through the MTJ) is decoupled from
+    docs/devices.md). The read path (through the MTJ) is decoupled from
     the write path, so there is no read disturb (``read_disturb`` False). Write energy
     ``I²·R_HM·t`` with ``r_hm`` the strip resistance, independent of the MTJ state.
 
-    Defaults [est] (REFERENCES §3.3): β-W strip 50 nm × 4 nm × 100 nm at ρ ≈ 200 µΩ·cm →
+    Defaults [est] (docs/devices.md): β-W strip 50 nm × 4 nm × 100 nm at ρ ≈ 200 µΩ·cm →
     R_HM ≈ 1 kΩ; J_c ≈ 1e12 A/m² [lit] → Ic0 ≈ 200 µA; 1 ns write pulses (Garello VLSI 2018 [lit])
     at 300 µA (P_sw ≈ 1 − 3e-9); MTJ stack as the STT preset (R_P 8 kΩ, TMR 1.2, Δ 40).
     """

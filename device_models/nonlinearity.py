@@ -10,7 +10,7 @@ On the normalised axes x = P/P_max, y = (G − G_min)/(G_max − G_min) it is
 largest distance of this curve above the diagonal: ``max_x [f(x) − x] = 0.07·√2·|NL|``. With
 ``K = 1 − e^(−1/a)`` the maximum is reached at ``x* = −a·ln(a·K)``, giving the closed form
 
-    d(a) = (1 − a·K)/K + a·ln(a·K) = 0.0989949·|NL|                       (REFERENCES §2.1)
+    d(a) = (1 − a·K)/K + a·ln(a·K) = 0.0989949·|NL|                       (docs/devices.md)
 
 ``d`` falls monotonically from 1 (a → 0, a step) to 0 (a → ∞, a straight line; d ≈ 1/(8a)),
 so every |NL| in (0, 10.1) has exactly one root. It reproduces NeuroSim's tabulated values

@@ -4,9 +4,9 @@ References
 ----------
 * Nandakumar et al., "Phase-change memory models for deep learning training and inference",
   ICECS 2019; Joshi et al., Nat. Commun. 11, 2473 (2020). Equations and coefficients as
-  implemented in IBM aihwkit ``inference/noise/pcm.py`` (``PCMLikeNoiseModel``), REFERENCES §1.1.
+  implemented in IBM aihwkit ``inference/noise/pcm.py`` (``PCMLikeNoiseModel``); docs/devices.md.
 * Nandakumar et al., "A phase-change memory model for neuromorphic computing", J. Appl. Phys. 124,
-  152135 (2018), in the linearised form of Demirag et al. (``YigitDemirag/srnn-pcm``), REFERENCES §1.2(a).
+  152135 (2018), in the linearised form of Demirag et al. (``YigitDemirag/srnn-pcm``), docs/devices.md.
 * Le Gallo et al., Adv. Electron. Mater. 4, 1700627 (2018): drift; global drift compensation
   (done by the circuits layer).
 """
@@ -94,7 +94,7 @@ class PCM(Device):
       ``σ = 0.575 µS + 0.09·G/s``; ``G ← clip(G + ΔG, s·0.1 µS, g_max)``. The mean step vanishes
       at G ≈ 10.6·s µS (soft saturation). ``pulse_noise_scale`` multiplies σ (0: deterministic).
     * RESET (``n < 0``): abrupt melt-quench, ``G ← max(s·N(0.1 µS, 0.01 µS), s·0.01 µS)`` whatever |n|.
-    * Energy: ``e_set`` per SET pulse, ``e_reset`` per RESET pulse ([est] REFERENCES §1.3/§4.4:
+    * Energy: ``e_set`` per SET pulse, ``e_reset`` per RESET pulse ([est] docs/devices.md:
       ~100 µA·1 V·50–100 ns → 5 pJ; ~300 µA·1.5 V·50 ns → 20 pJ).
     * Pulsed cells get a fresh drift exponent for their new conductance.
 

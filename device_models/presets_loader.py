@@ -8,7 +8,7 @@ Each preset file holds the model name and, per parameter, ``{value, unit, source
       g_max: {value: 3.846e-8, unit: S, source: "Jo 2010 via NeuroSim TCAD 2018 Table I"}
 
 ``load_preset(name, **overrides)`` builds the device through :func:`make_device`, so unknown
-keys fail with the list of allowed ones. Sources are tagged as in ``REFERENCES.md``: [code],
+keys fail with the list of allowed ones. Sources are tagged as in docs/references.md: [code],
 [paper-via-code], [lit] (recalled, not re-read), [est] (estimate, calculation given).
 """
 

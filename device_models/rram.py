@@ -4,7 +4,7 @@ References
 ----------
 * Chen, Peng & Yu, "NeuroSim: a circuit-level macro model for benchmarking neuro-inspired
   architectures in online learning", IEEE TCAD 37(12) 3067 (2018), eqs. 5 and 8–10, Table I;
-  MLP+NeuroSim V3.0 manual Table II (device parameters) — REFERENCES §2.1–2.2.
+  MLP+NeuroSim V3.0 manual Table II (device parameters); docs/devices.md.
 * Chen C.-Y. et al., IEEE Trans. Comput. 64, 180 (2015): stuck-at rates SA0 1.75 %, SA1 9.04 %.
 * Yang et al., Nat. Nanotech. 3, 429 (2008): ``I = a·sinh(b·V)`` I–V of oxide memristors.
 """
@@ -85,7 +85,7 @@ class RRAM(Device):
     Table II): G_max 10 µS (R_on 100 kΩ), on/off 10, 128/128 pulses, NL 0.04/−0.63, σ_c2c 3.7 %,
     ±1.6 V / 50 ns pulses. ``sigma_prog`` = 3.7 % reuses the c2c figure as the single-shot
     programming error [est]. ``v_read`` 0.2 V, ``t_read_s`` 10 ns are typical analog reads
-    (REFERENCES §4.1). Stuck-at rates, d2d spreads and read noise default to 0 (a clean array).
+    (docs/devices.md). Stuck-at rates, d2d spreads and read noise default to 0 (a clean array).
     """
 
     g_min: float = 1.0e-6
@@ -141,7 +141,7 @@ class RRAM(Device):
         check_range("t_write_s", self.t_write_s, lo=0.0, lo_open=True)
         check_choice("iv", self.iv, ("linear", "sinh"))
         check_range("iv_sinh_b", self.iv_sinh_b, lo=0.0, lo_open=True)
-        # NL → A once, at construction (REFERENCES §5.3)
+        # NL → A once, at construction (a scalar root-find)
         self._a_ltp = nl_to_a(self.nl_ltp)
         self._a_ltd = nl_to_a(self.nl_ltd)
 

@@ -1,4 +1,4 @@
-"""Command line: ``xbarsim run|sweep [CONFIG] [--out FILE]`` (DESIGN §7)."""
+"""Command line: ``xbarsim run|sweep [CONFIG] [--out FILE]`` (docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def _cmd_plot(args) -> int:
 
 
 def _cmd_devices(args) -> int:
-    """Every shipped device preset with its parameters, units and sources (DESIGN §4)."""
+    """Every shipped device preset with its parameters, units and sources (docs/devices.md)."""
     from device_models import list_presets, preset_info, preset_table
 
     names = args.names or list_presets()
