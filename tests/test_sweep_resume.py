@@ -186,3 +186,11 @@ def test_interrupt_keeps_whole_points_and_resumes(tmp_path, monkeypatch):
     assert len(read_table(out)) == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["r.csv"]
     df = xbarsim.sweep(_cfg((0.0, 0.1, 0.2)), out=out, progress=False)
     assert list(df["device.sigma_prog"]) == [0.0, 0.1, 0.2] and calls == [0.0, 0.1, 0.1, 0.2]
+
+
+@pytest.mark.slow
+def test_unreachable_scheduler_is_one_clear_error(fake):
+    pytest.importorskip("dask.distributed")
+    with pytest.raises(ValueError, match=r"--scheduler: cannot reach the dask scheduler 'tcp://127\.0\.0\.1:9'"):
+        xbarsim.sweep(_cfg(), scheduler="tcp://127.0.0.1:9", progress=False)
+    assert fake == []
