@@ -39,8 +39,8 @@ Two realisms (:class:`BinarySynapses`)
   Néel–Brown ``I = Ic0·[1 − ln(t/(τ0·(−ln(1−P))))/Δ]`` below Ic0, precessional above), and the
   **cell** switches with its own ``P_sw(I, t)`` using its own Δ and Ic0 (device-to-device spread)
   — a circuit calibrated to the nominal device is miscalibrated for every real one. Reads (each
-  input spike is a read pulse on its row) disturb STT cells by Néel–Brown at ``I_read`` (applied once
-  per image with the per-row read counts). Energy per attempt ``I²·R_write·t_pulse`` (STT: the MTJ
+  input spike is a read pulse on its row) disturb STT cells by Néel–Brown at ``I_read`` (applied after
+  each read call with the per-row read counts). Energy per attempt ``I²·R_write·t_pulse`` (STT: the MTJ
   in its pre-pulse state; SOT: the heavy-metal strip), charged to the ledger component ``write``
   whether or not the cell switches.
 
@@ -57,7 +57,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from device_models import Device, DeviceState
+from device_models import Device
 
 from .rules import LearningRule, trace_at, trace_final
 from .synapses import Synapses
@@ -122,14 +122,18 @@ class StochasticSTDP(LearningRule):
             self.x_post.zero_()
 
     def step(self, pre: Tensor, post: Tensor | None) -> None:
-        """One step: traces, then the switching attempts of this step go to ``synapses.switch`` at once."""
+        """One step: traces, then the switching attempts of this step go to the synapses at once."""
         if post is None:
             post = self.x_post.new_zeros(self.x_post.shape)
         before = self.x_post.clone() if self.depression in ("pre", "both") else self.x_post
         self.update_traces(self.x_pre, self.x_post, pre, post)
-        p = self.probabilities(pre, post, self.x_pre, before)
-        if p is not None:
-            self.synapses.switch(p)
+        if self.depression in ("pre", "both"):
+            p = self.probabilities(pre, post, self.x_pre, before)
+            if p is not None:
+                self.synapses.switch(p)
+        elif bool(post.any()):
+            r, j = torch.nonzero(post > 0, as_tuple=True)
+            self.synapses.switch_events(r * self.synapses.n_post + j, self.post_probabilities(self.x_pre[r]))
 
     def presentation(self, pre: Tensor, post: Tensor) -> None:
         """A whole presentation ``[T, R, ·]`` with the weights frozen during it (``write_every: image``).
@@ -140,15 +144,22 @@ class StochasticSTDP(LearningRule):
         """
         if self.depression in ("pre", "both"):
             return LearningRule.presentation(self, pre, post)
-        steps = torch.nonzero(post.reshape(post.shape[0], -1).any(1)).flatten().tolist()
-        if steps:
-            x_pre = trace_at(pre[: steps[-1] + 1], self.decay_pre, self.x_pre)
-            for t in steps:
-                p = self.probabilities(pre[t], post[t], x_pre[t], self.x_post)
-                if p is not None:
-                    self.synapses.switch(p)
+        ev = torch.nonzero(post > 0)  # [K, 3]: (t, r, j), in time order
+        if ev.shape[0]:
+            t_last = int(ev[:, 0].max()) + 1
+            x_pre = trace_at(pre[:t_last], self.decay_pre, self.x_pre)
+            p = self.post_probabilities(x_pre[ev[:, 0], ev[:, 1]])  # [K, in]
+            self.synapses.switch_events(ev[:, 1] * self.synapses.n_post + ev[:, 2], p)
         self.x_pre.copy_(trace_final(pre, self.decay_pre, self.x_pre))
         self.x_post.copy_(trace_final(post, self.decay_post, self.x_post))
+
+    def post_probabilities(self, x_pre: Tensor) -> Tensor:
+        """Signed probabilities ``[K, in]`` of the column of a post spike, given the pre traces ``[K, in]``."""
+        if self.depression in ("anti_hebbian", "both"):
+            p = torch.where(x_pre >= self.x_window, self.gamma_pot * x_pre, -self.gamma_dep * (1.0 - x_pre))
+        else:
+            p = self.gamma_pot * x_pre
+        return torch.where(p.abs() >= max(self.p_min, 1e-300), p, p.new_zeros(()))
 
     # -- traces -----------------------------------------------------------------------------
     def init_traces(self, replicas: int, n_in: int, n_out: int, device=None, dtype=torch.float32):
@@ -266,7 +277,6 @@ class BinarySynapses(Synapses):
         self.write_energy_J = 0.0
         shape = (self.replicas, self.n_post, self.n_pre)
         bits = [torch.rand(shape, generator=gen, device=gen.device) < p_init for _ in scales]
-        self._reads: Tensor | None = None
         if mode == "bernoulli":
             self.bits, self.states = bits, None
         else:
@@ -319,19 +329,19 @@ class BinarySynapses(Synapses):
     def read(self, spikes: Tensor, ledger=None) -> Tensor:
         """``[R, M, in]`` spikes → ``[R, M, out]`` summed weights (ideal readout of the column currents).
 
-        Device mode: the read pulses are counted per row (read disturb, applied at :meth:`flush`) and
-        their energy ``t_read·v_read²·Σ_i s_i·(Σ_j G_ij + k·G_ref)`` (cells and reference column) goes to
+        Device mode: the ``M`` read pulses of each row disturb its cells (STT; applied after the read with
+        the per-row count: the order of reads and writes within one call is not resolved) and their energy ``t_read·v_read²·Σ_i s_i·(Σ_j G_ij + k·G_ref)`` (cells and reference column) goes to
         ``ledger`` component ``array``.
         """
         x = spikes.to(self.dtype)
         y = torch.bmm(x, self.weights())
         if self.mode == "device":
             n = x.sum(1)  # [R, in] reads per row
-            self._reads = n if self._reads is None else self._reads + n
             led = ledger if ledger is not None else self.ledger
             if led is not None:
                 g_row = self._g().sum(1) + self.k * self.g_ref  # [R, in]: the row's cells and its reference cell
                 led.add(self.name, "array", self.t_read_s * self.v_read**2 * float((n * g_row).sum()), events=float(n.sum()))
+            self.read_disturb(n)
         return y * self.gain if self.gain is not None else y
 
     def input(self, spikes: Tensor) -> Tensor:
@@ -346,64 +356,86 @@ class BinarySynapses(Synapses):
     def _rescale(self, scale: Tensor, ledger) -> None:
         raise ValueError("normalisation: 'reprogram' cannot rescale binary synapses; use 'gain' or 'none'")
 
-    def flush(self, ledger=None) -> None:
-        """Apply the read disturb of the reads since the last flush (device mode; STT only)."""
-        super().flush(ledger)
-        if self._reads is not None:
-            self.read_disturb(self._reads)
-            self._reads = None
-
     def switch(self, p: Tensor, ledger=None) -> None:
         """One write step: signed probabilities ``p [R, in, out]`` (``+``: towards ON); zero = no attempt.
 
-        Only the post-neuron columns with an attempt are touched (event-driven).
+        Only the post-neuron columns with an attempt are touched (event-driven): see :meth:`switch_events`.
         """
-        pt = p.transpose(1, 2)  # [R, out, in]
-        rows = (pt != 0).any(dim=2).reshape(-1)  # flat [R*out]
-        if not bool(rows.any()):
+        touched = (p != 0).any(1)  # [R, out]
+        if not bool(touched.any()):
             return
-        idx = rows.nonzero().squeeze(1)
-        pf = pt.reshape(self.replicas * self.n_post, self.n_pre).index_select(0, idx)
-        sign = torch.sign(pf)
-        energy = 0.0
-        n_att = 0.0
+        r, j = touched.nonzero(as_tuple=True)
+        self.switch_events(r * self.n_post + j, p[r, :, j], ledger)
+
+    def switch_events(self, cols: Tensor, p: Tensor, ledger=None) -> None:
+        """Write attempts on whole columns, in the order given: ``cols [K]`` (``r·out + j``), ``p [K, in]`` signed.
+
+        Several attempts on one column are applied one after the other (each cell ends in the target of its
+        last successful attempt, or where it was). Per element ``m`` the attempt probability is
+        ``|p|·s_m``; Bernoulli mode draws it, device mode turns it into the nominal-calibrated current and
+        lets each cell switch with its own ``P_sw(I, t; Δ, Ic0)``; the energy of every attempt,
+        ``I²·R_write·t`` with ``R_write`` of the cell's state just before that pulse, goes to the ledger.
+        """
+        if cols.numel() == 0:
+            return
+        order = torch.sort(cols, stable=True).indices  # group by column, keep time order within a column
+        cols, p = cols[order], p[order]
+        K = cols.shape[0]
+        new_seg = torch.ones(K, dtype=torch.bool, device=cols.device)
+        new_seg[1:] = cols[1:] != cols[:-1]
+        pos = torch.arange(1, K + 1, device=cols.device)
+        seg_start = torch.cummax(torch.where(new_seg, pos, torch.zeros_like(pos)), 0).values  # 1-based
+        last_of_seg = torch.ones(K, dtype=torch.bool, device=cols.device)
+        last_of_seg[:-1] = new_seg[1:]
+        ucols = cols[last_of_seg]
+        sign = p > 0
+        wd = torch.float64
+        energy, n_att = 0.0, 0.0
         for m, sc in enumerate(self.scales):
-            pm = (pf.abs() * sc).clamp(max=self.p_max)
-            n_att += float((pm > 0).sum())
+            pm = (p.abs().to(wd) * sc).clamp(max=self.p_max)
+            att = pm > 0
+            n_att += float(att.sum())
+            flat = (self.replicas * self.n_post, self.n_pre)
             if self.mode == "bernoulli":
-                b = self.bits[m].view(self.replicas * self.n_post, self.n_pre)
-                sub = b.index_select(0, idx)
-                u = torch.rand(pm.shape, generator=self.generator, device=pm.device, dtype=pm.dtype)
-                go = u < pm
-                new = torch.where(go & (sign > 0), torch.ones_like(sub), sub)
-                new = torch.where(go & (sign < 0), torch.zeros_like(sub), new)
-                self.switches += float((new != sub).sum())
-                b.index_copy_(0, idx, new)
+                b_all = self.bits[m].view(flat)
+                init = b_all.index_select(0, cols)
+                p_sw = pm
             else:
-                energy += self._switch_device(m, idx, pm, sign)
+                st = self.states[m]
+                b_all = self.cell.is_parallel(st).view(flat)
+                init = b_all.index_select(0, cols)
+                d2d = {k: v.reshape(flat).index_select(0, cols) for k, v in st.d2d.items()
+                       if torch.is_tensor(v) and v.shape == st.g.shape}
+                i_abs = self.current_scale * self.cell.current_for_probability(pm, self.t_pulse_s)
+                i_abs = torch.where(att, i_abs, torch.zeros_like(i_abs))
+                t = torch.tensor(self.t_pulse_s, dtype=wd, device=pm.device)
+                p_sw = self.cell._p_sw(i_abs, t, d2d["delta"].to(wd), d2d["i_c0"].to(wd))
+            u = torch.rand(pm.shape, generator=self.generator, device=pm.device, dtype=wd)
+            ok = att & (u < p_sw)  # [K, in]: this attempt leaves the cell in its target state
+            # last successful attempt at or before k within k's column (1-based position; 0: none)
+            last = torch.cummax(torch.where(ok, pos.unsqueeze(1), torch.zeros_like(pos).unsqueeze(1)).expand_as(ok), 0).values
+            last = torch.where(last >= seg_start.unsqueeze(1), last, torch.zeros_like(last))
+            tgt = torch.cat([sign.new_zeros(1, self.n_pre), sign])  # row 0: "no success" placeholder
+            after = torch.where(last > 0, torch.gather(tgt, 0, last), init)  # state after attempt k
+            before = torch.cat([init[:1], after[:-1]])
+            before = torch.where(new_seg.unsqueeze(1), init, before)
+            self.switches += float((after != before).sum())
+            if self.mode == "device":
+                g_p = d2d["g_p"].to(wd)
+                g_before = torch.where(before, g_p, g_p / (1.0 + self.cell.tmr))
+                e = i_abs * i_abs * self.cell.write_resistance(g_before) * self.t_pulse_s
+                energy += float(e.sum())
+                new_bits = b_all.clone()
+                new_bits.index_copy_(0, ucols, after[last_of_seg])
+                self.states[m] = self.cell._with_bits(st, new_bits.view(st.g.shape))
+            else:
+                b_all.index_copy_(0, ucols, after[last_of_seg])
         self.attempts += n_att
         self.write_energy_J += energy
         led = ledger if ledger is not None else self.ledger
         if led is not None and self.mode == "device":
             led.add(self.name, "write", energy, events=n_att)
         self._w = None
-
-    def _switch_device(self, m: int, idx: Tensor, pm: Tensor, sign: Tensor) -> float:
-        dev, st = self.cell, self.states[m]
-        flat = (self.replicas * self.n_post, self.n_pre)
-        g = st.g.reshape(flat)
-        d2d = {k: (v.reshape(flat).index_select(0, idx) if torch.is_tensor(v) and v.shape == st.g.shape else v)
-               for k, v in st.d2d.items()}
-        sub = DeviceState(g=g.index_select(0, idx), d2d=d2d, t_prog_s=st.t_prog_s)
-        i_nom = dev.current_for_probability(pm.to(torch.float64), self.t_pulse_s)
-        i = torch.where(pm > 0, self.current_scale * i_nom * sign.to(torch.float64), i_nom.new_zeros(()))
-        before = dev.is_parallel(sub)
-        new, e = dev.switch(sub, i, self.t_pulse_s, self.generator)
-        self.switches += float((dev.is_parallel(new) != before).sum())
-        g2 = g.clone()
-        g2.index_copy_(0, idx, new.g)
-        self.states[m] = st.replace(g=g2.reshape(st.g.shape))
-        return float(e)
 
     def read_disturb(self, reads_per_row: Tensor) -> None:
         """Device mode: apply the read disturb of ``reads_per_row [R, in]`` read pulses to every cell of the row."""
