@@ -217,14 +217,18 @@ def run_point(cfg: Config, breakdown: bool = False, model: nn.Module | None = No
     events and latency per inference) for that evaluation.
     """
     t_start = time.perf_counter()
-    try:
-        data, model = prepare(cfg, model)
-    except ModelError as exc:
-        raise ConfigError(str(exc)) from None
+    data = prepare_data(cfg)
     n_avail = data.x_test.shape[0]
-    if cfg.eval.n_test is not None and cfg.eval.n_test > n_avail:
+    if cfg.eval.n_test is not None and cfg.eval.n_test > n_avail:  # checked before any training
         raise ConfigError(f"eval.n_test: got {cfg.eval.n_test}; the {cfg.dataset.name} test set has {n_avail} samples "
                           f"(use at most {n_avail}, or null for all)")
+    try:
+        if model is None:
+            model = get_trained_model(cfg.model.model_dump(), data, _data_key(cfg))
+        elif not isinstance(model, nn.Module):
+            raise TypeError(f"model=: got a {type(model).__name__}; pass a torch nn.Module")
+    except ModelError as exc:
+        raise ConfigError(str(exc)) from None
     n_test = cfg.eval.n_test or n_avail
     x_test, y_test = data.x_test[:n_test], data.y_test[:n_test]
 

@@ -428,7 +428,10 @@ def build_device(section: dict, key: str = "device") -> Device:
             return device_models.load_preset(preset, **params)
         return make_device(params.pop("model", "ideal"), **params)
     except (DeviceParameterError, ValueError, TypeError, KeyError) as exc:
-        msg = str(exc).strip("'\"")
+        msg = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
         raise ValueError(msg if msg.startswith(key) else f"{key}.{msg}") from None
     except OSError as exc:  # e.g. a lookup device's CSV file
-        raise ValueError(f"{key}: {exc}") from None
+        where = f"{key}.csv" if "csv" in params else key
+        if isinstance(exc, FileNotFoundError):
+            raise ValueError(f"{where}: {exc.filename} does not exist (relative paths are resolved against the YAML file)") from None
+        raise ValueError(f"{where}: cannot read {exc.filename or ''} ({exc.strerror or exc})") from None
