@@ -130,6 +130,9 @@ class Crossbar:
         self.version = 0
         #: tiles refreshed (transfer matrix recomputed) since construction, for diagnostics/benchmarks
         self.n_refreshed = 0
+        #: per-call thread budget of the exact solve (``transfer_matrix(threads=...)``); None leaves
+        #: torch's threading alone (no process-wide change)
+        self.solver_threads: int | None = None
 
     # -- state ------------------------------------------------------------------------------
     @property
@@ -244,7 +247,8 @@ class Crossbar:
         from .solver import transfer_matrix
 
         self.n_refreshed += int(math.prod(g.shape[:-2]))
-        return transfer_matrix(g, self.r_wire_row, self.r_wire_col, self.r_source, self.r_sense, self.r_access)
+        return transfer_matrix(g, self.r_wire_row, self.r_wire_col, self.r_source, self.r_sense, self.r_access,
+                               threads=self.solver_threads)
 
     def staleness_bound(self, g: Tensor | None = None) -> Tensor:
         """Relative bound (module docstring) on the column-current error of ``T0 + (G − G0)`` per tile

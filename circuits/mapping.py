@@ -297,6 +297,7 @@ class MappedMatrix:
         self._alpha = 1.0
         self._ones_ref = None
         self._eff_cache: tuple[int, Tensor] | None = None
+        self._adc_reps: list | None = None  # per-replica ADC copies (own calibrated ranges)
         self.programmed = False
         if w is not None:
             self.program(w)
@@ -827,9 +828,10 @@ class MappedMatrix:
         b, nj, wj, x_scale = drive.batch, drive.n_reads, drive.weights, drive.x_scale
         c, opt = self.coding, self.out_per_tile
         if isinstance(self.generator, GeneratorStack) and self.adc.bits is not None and self.adc.noise_sigma_lsb > 0:
+            adcs = self._adc_reps or [self.adc] * self.replicas
             a = torch.stack([
-                self.adc(s[r], None if self._adc_gain is None else self._adc_gain[r],
-                         None if self._adc_offset is None else self._adc_offset[r], self.generator[r])
+                adcs[r](s[r], None if self._adc_gain is None else self._adc_gain[r],
+                        None if self._adc_offset is None else self._adc_offset[r], self.generator[r])
                 for r in range(self.replicas)
             ])
         else:
@@ -867,9 +869,10 @@ class MappedMatrix:
                 if self.replicas is None:
                     self.adc.calibrate(s)
                 else:
-                    ranges = []
+                    ranges, self._adc_reps = [], []
                     for r in range(self.replicas):
                         self.adc.calibrate(s[r])
+                        self._adc_reps.append(copy.deepcopy(self.adc))
                         ranges.append(torch.as_tensor(self.adc.full_scale(), dtype=torch.float64))
                     self.adc.set_range(torch.stack(ranges).view(-1, 1, 1, 1, 1))
         # reference for global drift compensation: the all-ones read right after programming

@@ -65,6 +65,7 @@ reduce ``|F|``.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import math
 import warnings
@@ -176,12 +177,22 @@ def _layout(h: int, w: int, crow: bool, ccol: bool) -> tuple[dict, int]:
     return out, p
 
 
+#: the thread budget of the running :func:`transfer_matrix` call (None: leave torch's threading alone)
+_BUDGET: contextvars.ContextVar = contextvars.ContextVar("xbarsim_solver_threads", default=None)
+
+
 @contextlib.contextmanager
 def _threads(n: int):
-    """Run torch CPU ops with ``n`` intra-op threads, then restore (a pitfall: threading
-    the many small dense steps makes them far slower, and the busy-waiting is worst on a loaded machine)."""
+    """Within a :func:`transfer_matrix` call given ``threads=k``: run torch CPU ops with ``min(n, k)``
+    intra-op threads, then restore (threading the many small dense steps makes them far slower, and
+    the busy-waiting is worst on a loaded machine). Without a budget (the default) this does nothing:
+    the solver never changes torch's process-wide thread count on its own."""
+    budget = _BUDGET.get()
+    if budget is None:
+        yield
+        return
     old = torch.get_num_threads()
-    n = max(1, n)
+    n = max(1, min(n, budget))
     if n == old:
         yield
         return
@@ -484,7 +495,7 @@ def _effective_g(g: Tensor, r_access: float) -> Tensor:
     return g if r_access == 0.0 else g / (1.0 + g * r_access)
 
 
-def transfer_matrix(g, r_wire_row, r_wire_col, r_source=0.0, r_sense=0.0, r_access=0.0):
+def transfer_matrix(g, r_wire_row, r_wire_col, r_source=0.0, r_sense=0.0, r_access=0.0, threads=None):
     """Exact transfer matrix ``T`` and input admittance ``Y`` of crossbars with linear cells.
 
     Parameters
@@ -494,6 +505,13 @@ def transfer_matrix(g, r_wire_row, r_wire_col, r_source=0.0, r_sense=0.0, r_acce
     r_wire_row, r_wire_col, r_source, r_sense, r_access : float
         Resistances [Ω] of one row-wire segment, one column-wire segment, each row driver, each
         column's sense path and each cell's access transistor (0: ideal).
+    threads : int or None
+        Per-call thread budget. ``None`` (default): torch's threading is left as the caller set it
+        (``torch.set_num_threads``) and the call changes no process-wide state. An integer ``k``: the
+        many small dense steps run on one thread and the large merges on ``k`` threads — faster,
+        especially on a loaded machine (benchmarks/solver_results.md was measured this way) — but
+        torch's thread count is process-wide, so the call sets it for its duration (restored after);
+        use it only where no other thread runs torch at the same time.
 
     Returns
     -------
@@ -513,10 +531,20 @@ def transfer_matrix(g, r_wire_row, r_wire_col, r_source=0.0, r_sense=0.0, r_acce
         r_wire_row=r_wire_row, r_wire_col=r_wire_col, r_source=r_source, r_sense=r_sense, r_access=r_access
     )
     g = _check_g(g)
+    if threads is not None and (isinstance(threads, bool) or int(threads) != threads or threads < 1):
+        raise ValueError(f"threads: got {threads!r}; must be an integer ≥ 1 or None (leave torch's threading alone)")
+    nt = torch.get_num_threads() if threads is None else int(threads)
+    token = _BUDGET.set(None if threads is None else int(threads))
+    try:
+        return _transfer(g, r, nt)
+    finally:
+        _BUDGET.reset(token)
+
+
+def _transfer(g: Tensor, r: dict, nt: int):
     gf, stack = _flatten_stack(g)
     wd = _work_dtype(g.device)
     ge = _effective_g(gf.to(wd), r["r_access"])
-    nt = torch.get_num_threads()
     Ts, Ys = [], []
     per = max(1, (1 << 22) // ge[0].numel())  # arrays per batch: bounds memory for large stacks
     with _threads(1):

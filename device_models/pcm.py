@@ -96,6 +96,7 @@ class PCM(Device):
     * RESET (``n < 0``): abrupt melt-quench, ``G ← max(s·N(0.1 µS, 0.01 µS), s·0.01 µS)`` whatever |n|.
     * Energy: ``e_set`` per SET pulse, ``e_reset`` per RESET pulse ([est] docs/devices.md:
       ~100 µA·1 V·50–100 ns → 5 pJ; ~300 µA·1.5 V·50 ns → 20 pJ).
+    * Write pulse width ``t_write_s`` 50 ns (SET pulses of 50–100 ns [est]; write latency only).
     * Pulsed cells get a fresh drift exponent for their new conductance.
 
     The SET loop runs over pulse index up to ``max|n|`` (the step depends on G), vectorised over cells.
@@ -133,6 +134,7 @@ class PCM(Device):
     pulse_noise_scale: float = 1.0
     e_set: float = 5.0e-12
     e_reset: float = 2.0e-11
+    t_write_s: float = 50.0e-9
 
     name: ClassVar[str] = "pcm"
     pulsed: ClassVar[bool] = True
@@ -177,6 +179,7 @@ class PCM(Device):
         check_range("pulse_noise_scale", self.pulse_noise_scale, lo=0.0)
         check_range("e_set", self.e_set, lo=0.0)
         check_range("e_reset", self.e_reset, lo=0.0)
+        check_range("t_write_s", self.t_write_s, lo=0.0, lo_open=True)
 
     # -- model pieces (public so tests and users can evaluate the closed forms) --------------
     def sigma_prog(self, g_target) -> Tensor:
