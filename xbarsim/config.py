@@ -240,7 +240,7 @@ def _pre_checks(data: dict) -> dict:
         alg = dict(alg)
         if "name" not in alg:
             alg["name"] = "ann"
-        if alg["name"] not in ALGORITHMS:
+        if not isinstance(alg["name"], str) or alg["name"] not in ALGORITHMS:
             raise ConfigError(f"algorithm.name: got {alg['name']!r}; allowed: {', '.join(sorted(ALGORITHMS)) or '(none registered)'}")
         data = {**data, "algorithm": alg}
     return data
