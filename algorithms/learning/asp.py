@@ -51,7 +51,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["ASPRule", "DECAY_MODES"]
+from .rules import LearningRule, potentiate, trace_at, trace_final
+
+__all__ = ["ASPRule", "ASPLearning", "DECAY_MODES"]
 
 DECAY_MODES = ("exp", "linear")
 
@@ -152,3 +154,93 @@ class ASPRule:
             return self.w_rest + (w - self.w_rest) * torch.exp(-rate)
         above = w > self.w_rest
         return torch.where(above, torch.clamp(w - rate, min=self.w_rest), w)
+
+
+class ASPLearning(LearningRule):
+    """ASP bound to a synapse array (:mod:`algorithms.learning.synapses`): recovery Δw on post spikes plus the
+    digital leak, written to the synapses as weight changes (``synapses.add``).
+
+    ``presentation`` (``write_every: image``): the recovery updates of every post spike of the image
+    (each with the trace, ``Pre_acc`` and ``P`` at its time step), plus, every ``leak_interval``
+    presentations, the leak over the time elapsed since the last leak (``steps·dt`` per presentation,
+    ``τ_leak`` from ``P`` and θ at the leak), in one write. ``step`` (``write_every: step``): the recovery
+    update of the step and the leak over one step. ``theta`` — a callable returning the adaptive thresholds
+    ``[R, 1, out]`` [V] (the network's), or ``None``.
+    """
+
+    reset_traces: bool = True
+
+    def __init__(self, rule: ASPRule, leak_interval: int = 1, theta=None, extra_steps: int = 0):
+        if int(leak_interval) != leak_interval or leak_interval < 1:
+            raise ValueError(f"leak_interval: got {leak_interval!r}; must be an integer ≥ 1 (presentations)")
+        self.rule = rule
+        self.leak_interval = int(leak_interval)
+        self.theta = theta
+        self.extra_steps = int(extra_steps)  # rest steps after each presentation (leak time, no input)
+        self._since_leak_s = 0.0
+        self._count = 0
+        self.leak_writes = 0
+
+    def init_state(self) -> None:
+        s = self.synapses
+        self.x_pre = torch.zeros(s.replicas, s.n_pre, device=s.device, dtype=s.dtype)
+        self.pre_count = torch.zeros(s.replicas, s.n_pre, device=s.device, dtype=s.dtype)
+        self.post_count = torch.zeros(s.replicas, s.n_post, device=s.device, dtype=s.dtype)
+
+    def reset(self) -> None:
+        if self.reset_traces:
+            self.x_pre.zero_()
+        self.pre_count.zero_()
+
+    def _theta(self):
+        th = self.theta() if callable(self.theta) else self.theta
+        return None if th is None else th.reshape(self.post_count.shape)
+
+    def _leak(self, interval_s: float) -> Tensor:
+        w = self.synapses.weights()
+        tau = self.rule.tau_leak(self.post_count, self._theta())
+        self.leak_writes += 1
+        return self._decay_crossbar(w, interval_s, tau)
+
+    def _decay_crossbar(self, w: Tensor, interval_s: float, tau: Tensor) -> Tensor:
+        """Leak Δw ``[R, in, out]`` (crossbar layout) over ``interval_s``."""
+        wt = w.transpose(1, 2)  # [R, out, in]: decayed() works post-major
+        return (self.rule.decayed(wt, interval_s, tau) - wt).transpose(1, 2)
+
+    def step(self, pre: Tensor, post: Tensor | None) -> None:
+        r = self.rule
+        before = self.post_count.clone()
+        z = post if post is not None else self.post_count.new_zeros(self.post_count.shape)
+        r.update_activity(self.x_pre, self.pre_count, self.post_count, pre, z)
+        dw = None
+        if post is not None:
+            d = r.recovery_dw(self.x_pre, self.pre_count, post, before)
+            if d is not None:
+                dw = d.transpose(1, 2)
+        leak = self._decay_crossbar(self.synapses.weights(), r.dt_s, r.tau_leak(self.post_count, self._theta()))
+        self.synapses.add(leak if dw is None else leak + dw)
+
+    def presentation(self, pre: Tensor, post: Tensor) -> None:
+        r = self.rule
+        t_steps = pre.shape[0]
+        dw = self.synapses.new_delta()
+        ev = torch.nonzero(post > 0)  # (t, r, j) in time order
+        if ev.shape[0]:
+            t_last = int(ev[:, 0].max()) + 1
+            x_pre = trace_at(pre[:t_last], r.decay_pre, self.x_pre)[ev[:, 0], ev[:, 1]]  # [K, in]
+            acc = torch.cumsum(pre[:t_last], 0)[ev[:, 0], ev[:, 1]]  # [K, in]: Pre_acc of this presentation
+            cum = torch.cumsum(post[:t_last], 0) - post[:t_last]  # earlier spikes of this image
+            p_before = self.post_count[ev[:, 1], ev[:, 2]] + cum[ev[:, 0], ev[:, 1], ev[:, 2]]  # [K]
+            drive = (x_pre - r.offset) - r.k_const * torch.pow(2.0, -acc)
+            values = r.w_max * r.learning_rate(p_before).unsqueeze(1) * drive
+            potentiate(dw, ev, values, 1.0)
+        self.x_pre.copy_(trace_final(pre, r.decay_pre, self.x_pre))
+        if r.decay_post_acc != 1.0:
+            self.post_count.mul_(r.decay_post_acc ** t_steps)
+        self.post_count.add_(post.sum(0))
+        self._since_leak_s += (t_steps + self.extra_steps) * r.dt_s
+        self._count += 1
+        if self._count % self.leak_interval == 0:
+            dw.add_(self._leak(self._since_leak_s))
+            self._since_leak_s = 0.0
+        self.synapses.add(dw)

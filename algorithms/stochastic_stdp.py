@@ -1,0 +1,162 @@
+"""``algorithm: {name: stochastic_stdp}`` — the Diehl & Cook network with binary, stochastically switching synapses.
+
+Same network, label assignment, vote and result rows as ``stdp`` (:mod:`algorithms.stdp`; Diehl & Cook,
+Front. Comput. Neurosci. 9:99, 2015, BindsNET ``fast`` mode by default); the input synapses are binary
+(``w ∈ {w_min, w_max}``, or the sum of ``k`` binary elements for long-term/short-term synapses) and learn
+by the stochastic STDP rule of :mod:`algorithms.learning.stochastic` (Srinivasan, Sengupta & Roy, Sci. Rep.
+6:29545, 2016; Srinivasan & Roy, Front. Neurosci. 13:189, 2019):
+
+* ``synapse: bernoulli`` — the algorithm draws the switches (software reference, no write energy);
+* ``synapse: device`` — each element is an MTJ cell of the configured ``device`` (``stt_mtj``/``sot_mtj``):
+  the switching probability becomes a write current through the model's inverse at nominal parameters
+  (scaled by ``current_scale``; pulse width ``t_pulse_s``), and the cell switches with its own
+  Néel–Brown/precessional probability, device-to-device Δ and Ic0, and read disturb. Write energy
+  ``I²·R·t`` per attempt goes to the training ledger (``energy_train_write_J`` per image); the read energy
+  of the input spikes to ``array``.
+
+Binary synapses cannot be rescaled: ``normalisation`` is ``none`` (default; the anti-Hebbian depression
+keeps the number of ON synapses bounded) or ``gain`` (a digital per-neuron input gain).
+Extra row columns: ``synapse``, ``write_attempts_per_image``, ``switches_per_image``,
+``write_energy_per_attempt_J``, ``on_fraction``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from .base import Hardware, param
+from .learning.diehl_cook import MODES, WRITE_EVERY, DiehlCookConfig
+from .learning.stochastic import DEPRESSION_MODES, SYNAPSE_MODES, BinarySynapses, StochasticSTDP
+from .stdp import STDPAlgorithm
+
+__all__ = ["StochasticSTDPAlgorithm", "RuleConfig"]
+
+
+@dataclass
+class RuleConfig(DiehlCookConfig):
+    """:class:`DiehlCookConfig` whose learning rule comes from ``rule_factory`` (a new rule class, not a flag)."""
+
+    rule_factory: Callable | None = field(default=None, repr=False, compare=False)
+
+    def make_rule(self):
+        return self.rule_factory() if self.rule_factory is not None else super().make_rule()
+
+
+class StochasticSTDPAlgorithm(STDPAlgorithm):
+    """Diehl & Cook network with binary stochastic-STDP synapses (module docstring)."""
+
+    name: ClassVar[str] = "stochastic_stdp"
+
+    @dataclass
+    class Params:
+        n_neurons: int = param(100, description="excitatory (and inhibitory) neurons", ge=1)
+        mode: str = param("fast", description="network constants: fast (BindsNET DiehlAndCook2015) or paper "
+                          "(the released Brian code); see algorithm stdp", choices=list(MODES))
+        epochs: int = param(1, description="passes over the training images", ge=1)
+        n_assign: int | None = param(None, description="label assignment from the last n training images "
+                                     "(learning off); null: all", ge=1, nullable=True)
+        synapse: str = param("bernoulli", description="bernoulli: the algorithm draws the switches; device: MTJ cells "
+                             "of the configured device switch with their own probability", choices=list(SYNAPSE_MODES))
+        gamma_pot: float = param(0.01, description="potentiation: P(OFF→ON) = gamma_pot·x_pre on a post spike",
+                                 ge=0, le=1)
+        gamma_dep: float = param(0.01, description="depression probability scale (anti_hebbian: gamma_dep·(1 − x_pre) "
+                                 "for silent pres on a post spike; pre: gamma_dep·x_post on a pre spike)", ge=0, le=1)
+        depression: str = param("anti_hebbian", description="anti_hebbian (ReStoCNet HB-STDP), pre (pair rule), both, "
+                                "none", choices=list(DEPRESSION_MODES))
+        x_window: float = param(math.exp(-1.0), description="pre trace above which a pre counts as recent "
+                                "(anti-Hebbian window Δt ≤ τ_pre·ln(1/x_window))", ge=0, le=1)
+        tau_pre_s: float = param(20e-3, description="pre trace time constant", unit="s", gt=0)
+        tau_post_s: float = param(20e-3, description="post trace time constant", unit="s", gt=0)
+        p_min: float = param(1e-3, description="attempts with a smaller probability are not made (no pulse)", ge=0, le=1)
+        element_scales: list[float] = param(default_factory=lambda: [1.0], description="long-term/short-term "
+                                            "synapse: one binary element per entry, switched with P·scale; weight = "
+                                            "w_max × mean of the elements ([1.0]: one binary synapse)")
+        w_max: float = param(1.0, description="weight of an ON synapse", gt=0)
+        p_init: float = param(0.1, description="probability that an element starts ON", ge=0, le=1)
+        t_pulse_s: float | None = param(None, description="device mode: write pulse width (null: the device's "
+                                        "t_write_s)", unit="s", gt=0, nullable=True)
+        current_scale: float = param(1.0, description="device mode: factor on the nominal-calibrated write current "
+                                     "(≠ 1: a miscalibrated driver)", gt=0)
+        normalisation: str = param("none", description="none, or gain (digital per-neuron input gain to norm_total; "
+                                   "binary cells cannot be reprogrammed)", choices=["none", "gain"])
+        write_every: str = param("image", description="image: the attempts of a presentation are made after it "
+                                 "(weights frozen during it); step: after every time step", choices=list(WRITE_EVERY))
+        replicas: int = param(1, description="independent networks trained together in one loop (one row each)", ge=1)
+        dt_s: float | None = param(None, description="time step (null: the mode's)", unit="s", gt=0, nullable=True)
+        t_present_s: float | None = param(None, description="presentation time (null: the mode's)", unit="s", gt=0,
+                                          nullable=True)
+        max_rate_hz: float | None = param(None, description="input rate of a white pixel (null: the mode's)", unit="Hz",
+                                          gt=0, nullable=True)
+        theta_plus: float | None = param(None, description="threshold increment per spike (null: 0.05 mV)", unit="V",
+                                         ge=0, nullable=True)
+        norm_total: float | None = param(None, description="column sum for normalisation gain (null: the mode's)",
+                                         gt=0, nullable=True)
+        w_ie: float | None = param(None, description="inhibitory weight (null: the mode's)", ge=0, nullable=True)
+        eval_batch: int = param(64, description="test images simulated together (learning off)", ge=1)
+
+    def __init__(self, params: Any, hardware: Hardware, model: torch.nn.Module | None = None):
+        p = params
+        if not p.element_scales or any(not (0 < float(s) <= 1) for s in p.element_scales):
+            raise ValueError(f"algorithm.element_scales: got {p.element_scales!r}; expected a non-empty list of "
+                             "numbers in (0, 1]")
+        if p.synapse == "device" and not getattr(hardware.device, "binary", hasattr(hardware.device, "switch")):
+            raise ValueError(f"algorithm.synapse: 'device' needs a binary stochastic device (stt_mtj, sot_mtj); the "
+                             f"config's device is {getattr(hardware.device, 'name', hardware.device)!r}")
+        self.params, self.hardware, self.model = p, hardware, model
+        overrides = {k: getattr(p, k) for k in ("dt_s", "t_present_s", "max_rate_hz", "theta_plus", "norm_total", "w_ie")}
+        self.cfg = RuleConfig.preset(p.mode, n_neurons=int(p.n_neurons), write_every=p.write_every,
+                                     normalisation=p.normalisation, w_max=float(p.w_max), **overrides)
+        self.cfg.rule_factory = self._make_rule
+        self.net = None
+        self.mm = None
+        self._assign_x = self._assign_y = None
+        self._n_classes = 10
+        self._cols: dict = {}
+        self._t_s = 0.0
+        self._image_shape = None
+        self._train_ledger = None
+
+    def _make_rule(self) -> StochasticSTDP:
+        p = self.params
+        return StochasticSTDP(gamma_pot=p.gamma_pot, gamma_dep=p.gamma_dep, tau_pre_s=p.tau_pre_s,
+                              tau_post_s=p.tau_post_s, depression=p.depression, x_window=p.x_window, p_min=p.p_min,
+                              dt_s=self.cfg.dt_s, reset_traces=self.cfg.reset_between)
+
+    def _synapses(self, n_in: int):
+        p, hw = self.params, self.hardware
+        gen = hw.generator if hw.generator is not None else torch.Generator().manual_seed(int(torch.seed() % 2**62))
+        syn = BinarySynapses(p.replicas, n_in, self.cfg.n_neurons, mode=p.synapse,
+                             device=hw.device if p.synapse == "device" else None, element_scales=p.element_scales,
+                             w_min=0.0, w_max=p.w_max, p_init=p.p_init, t_pulse_s=p.t_pulse_s,
+                             current_scale=p.current_scale, generator=gen, dtype=hw.dtype, name="stochastic_stdp_input",
+                             ledger=self._train_ledger)
+        self.syn = syn
+        return syn, gen
+
+    def fit(self, data, ledger=None) -> None:
+        self._train_ledger = ledger
+        super().fit(data, ledger)
+        syn, p = self.net.syn, self.params
+        n_img = max(self._cols["n_train"] * p.replicas, 1)
+        self._cols.update({
+            "synapse": p.synapse,
+            "elements": len(p.element_scales),
+            "write_attempts_per_image": syn.attempts / n_img,
+            "switches_per_image": syn.switches / n_img,
+            "write_energy_per_attempt_J": syn.write_energy_J / syn.attempts if syn.attempts else math.nan,
+            "write_energy_per_image_J": syn.write_energy_J / n_img,
+            "t_pulse_s": syn.t_pulse_s if p.synapse == "device" else math.nan,
+            "current_scale": p.current_scale,
+        })
+
+    def evaluate(self, x, y, t_s: float, batch_size: int = 512) -> list[dict]:
+        rows = super().evaluate(x, y, t_s, batch_size)
+        on = self.net.syn.on_fraction()
+        for r in rows:
+            r["on_fraction"] = float(on[r["replica"]].mean())
+        return rows
