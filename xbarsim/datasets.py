@@ -54,9 +54,16 @@ def load_digits(test_fraction: float = 0.3, seed: int = 0) -> Dataset:
 
     d = _load()
     x = (d.images / 16.0).astype(np.float32)[:, None]  # [N, 1, 8, 8]
-    xtr, xte, ytr, yte = train_test_split(
-        x, d.target, test_size=test_fraction, random_state=seed, stratify=d.target
-    )
+    try:
+        xtr, xte, ytr, yte = train_test_split(
+            x, d.target, test_size=test_fraction, random_state=seed, stratify=d.target
+        )
+    except ValueError as exc:  # a stratified split needs every class on both sides
+        n = x.shape[0]
+        raise DatasetError(
+            f"dataset.test_fraction: got {test_fraction!r}; the {n} digits must leave at least one image per class "
+            f"(10) on both sides of the split: use a fraction between {10 / n:.4f} and {1 - 10 / n:.4f} ({exc})"
+        ) from None
     t = torch.from_numpy
     return Dataset("digits", t(xtr), t(ytr).long(), t(xte), t(yte).long(), (1, 8, 8))
 
