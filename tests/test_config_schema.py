@@ -227,3 +227,17 @@ def test_sweep_over_a_layer_key():
     assert list(df["layers.linear2.adc.bits"]) == [1, 8]
     assert df.accuracy_hw.iloc[0] < df.accuracy_hw.iloc[1]  # a 1-bit output layer loses the class ranking
     assert _err({"sweep": {"layers.linear2.adc.bits": [4]}}).startswith("sweep.layers.linear2.adc.bits")
+
+
+def test_configs_pickle_and_round_trip():
+    import pickle
+
+    cfg = validate_config({"layers": {"linear1": {"adc": {"bits": 4}}}, "crossbar": {"adc": {"range": "max"}}})
+    assert pickle.loads(pickle.dumps(cfg)) == cfg
+    assert validate_config(cfg.model_dump()) == cfg
+
+
+def test_every_registered_algorithm_has_a_generated_section():
+    for name, cls in ALGORITHMS.items():
+        cfg = validate_config({"algorithm": {"name": name}})
+        assert cfg.algorithm.engine_kwargs() == {f.name: getattr(cls.Params(), f.name) for f in dataclasses.fields(cls.Params)}

@@ -178,6 +178,8 @@ def config_model() -> type[Config]:
 
         model = create_model("Config", __base__=Config, algorithm=(ann, Field(default_factory=factory)))
         model.__module__ = __name__
+        model.__qualname__ = f"_Config_{len(_MODELS)}"  # a module attribute, so that instances pickle
+        globals()[model.__qualname__] = model
         model.__algorithm_models__ = by_name
         _MODELS[key] = model
     return _MODELS[key]

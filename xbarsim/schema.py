@@ -274,6 +274,11 @@ def section_model(cls, name: str, section: str | None = None, extra: dict | None
     model.__engine__ = cls
     model.__keys__ = keys
     model.__module__ = __name__
+    qual, k = name, 1
+    while globals().get(qual, model) is not model:  # a unique module attribute, so that instances pickle
+        qual, k = f"{name}_{k}", k + 1
+    model.__qualname__ = model.__name__ = qual
+    globals()[qual] = model
     return model
 
 
