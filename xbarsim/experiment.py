@@ -23,7 +23,7 @@ from algorithms.registry import get_algorithm
 from circuits import COMPONENTS, EnergyLedger
 
 from .config import Config, ConfigError, check_torch_device, layer_sections
-from .datasets import Dataset, load_dataset
+from .datasets import Dataset, DatasetError, load_dataset
 from .models import ModelError, get_trained_model, model_sha
 from .resources import CELL_TENSORS, SOLVE_BYTES_PER_CELL, ResourceError, arrays_for_layer, check_budget, solve_seconds
 from .schema import build_device, crossbar_objects
@@ -217,7 +217,10 @@ def run_point(cfg: Config, breakdown: bool = False, model: nn.Module | None = No
     events and latency per inference) for that evaluation.
     """
     t_start = time.perf_counter()
-    data = prepare_data(cfg)
+    try:
+        data = prepare_data(cfg)
+    except DatasetError as exc:  # a missing, corrupt or mis-split dataset: keyed (dataset.*)
+        raise ConfigError(str(exc)) from None
     n_avail = data.x_test.shape[0]
     if cfg.eval.n_test is not None and cfg.eval.n_test > n_avail:  # checked before any training
         raise ConfigError(f"eval.n_test: got {cfg.eval.n_test}; the {cfg.dataset.name} test set has {n_avail} samples "
