@@ -110,7 +110,8 @@ def _cmd_spice(args) -> int:
             if layer.kind == "mapped":
                 break
             x = layer.forward(x)
-        v = mm._rows(mm._drive(layer._rows(x)[:1])[0][:1])[0, 0, 0]
+        drive = mm.drive(layer._rows(x)[:1])  # the matrix's public DAC stage (layer._rows: im2col for convs)
+        v = drive.v[(0,) * (drive.v.dim() - 1)]  # first input tile, first read: [rows]
     iv = mm.device if mm.device.nonlinear_iv else None
     xb = mm.crossbar
     deck = crossbar_netlist(
