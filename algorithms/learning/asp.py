@@ -207,7 +207,8 @@ class ASPLearning(LearningRule):
         wt = w.transpose(1, 2)  # [R, out, in]: decayed() works post-major
         return (self.rule.decayed(wt, interval_s, tau) - wt).transpose(1, 2)
 
-    def step(self, pre: Tensor, post: Tensor | None) -> None:
+    def step(self, pre: Tensor, post: Tensor | None, rows: Tensor | None = None) -> None:
+        pre = self.synapses.dense(pre, rows)
         r = self.rule
         before = self.post_count.clone()
         z = post if post is not None else self.post_count.new_zeros(self.post_count.shape)
@@ -220,7 +221,8 @@ class ASPLearning(LearningRule):
         leak = self._decay_crossbar(self.synapses.weights(), r.dt_s, r.tau_leak(self.post_count, self._theta()))
         self.synapses.add(leak if dw is None else leak + dw)
 
-    def presentation(self, pre: Tensor, post: Tensor) -> None:
+    def presentation(self, pre: Tensor, post: Tensor, rows: Tensor | None = None) -> None:
+        pre = self.synapses.dense(pre, rows)
         r = self.rule
         t_steps = pre.shape[0]
         dw = self.synapses.new_delta()

@@ -121,8 +121,10 @@ class StochasticSTDP(LearningRule):
             self.x_pre.zero_()
             self.x_post.zero_()
 
-    def step(self, pre: Tensor, post: Tensor | None) -> None:
-        """One step: traces, then the switching attempts of this step go to the synapses at once."""
+    def step(self, pre: Tensor, post: Tensor | None, rows: Tensor | None = None) -> None:
+        """One step: traces, then the switching attempts of this step go to the synapses at once.
+        ``rows``: the input indices ``pre`` covers (the other inputs did not spike)."""
+        pre = self.synapses.dense(pre, rows)
         if post is None:
             post = self.x_post.new_zeros(self.x_post.shape)
         before = self.x_post.clone() if self.depression in ("pre", "both") else self.x_post
@@ -135,7 +137,7 @@ class StochasticSTDP(LearningRule):
             r, j = torch.nonzero(post > 0, as_tuple=True)
             self.synapses.switch_events(r * self.synapses.n_post + j, self.post_probabilities(self.x_pre[r]))
 
-    def presentation(self, pre: Tensor, post: Tensor) -> None:
+    def presentation(self, pre: Tensor, post: Tensor, rows: Tensor | None = None) -> None:
         """A whole presentation ``[T, R, ·]`` with the weights frozen during it (``write_every: image``).
 
         Post-triggered rules (``anti_hebbian``, ``none``): the attempts of every step with a post spike
@@ -143,7 +145,8 @@ class StochasticSTDP(LearningRule):
         pre-triggered depression fall back to one :meth:`step` per time step.
         """
         if self.depression in ("pre", "both"):
-            return LearningRule.presentation(self, pre, post)
+            return LearningRule.presentation(self, pre, post, rows)
+        pre = self.synapses.dense(pre, rows)
         ev = torch.nonzero(post > 0)  # [K, 3]: (t, r, j), in time order
         if ev.shape[0]:
             t_last = int(ev[:, 0].max()) + 1
@@ -326,7 +329,7 @@ class BinarySynapses(Synapses):
         g = self._g() - self.k * self.g_ref
         return self.v_read * torch.einsum("ri,roi->ro", spikes.to(self.dtype), g)
 
-    def read(self, spikes: Tensor, ledger=None) -> Tensor:
+    def read(self, spikes: Tensor, ledger=None, rows: Tensor | None = None) -> Tensor:
         """``[R, M, in]`` spikes → ``[R, M, out]`` summed weights (ideal readout of the column currents).
 
         Device mode: the ``M`` read pulses of each row disturb its cells (STT; applied after the read with
@@ -334,9 +337,10 @@ class BinarySynapses(Synapses):
         ``ledger`` component ``array``.
         """
         x = spikes.to(self.dtype)
-        y = torch.bmm(x, self.weights())
+        w = self.weights()
+        y = torch.bmm(x, w if rows is None else w.index_select(1, rows))
         if self.mode == "device":
-            n = x.sum(1)  # [R, in] reads per row
+            n = self.dense(x.sum(1), rows)  # [R, in] reads per row
             led = ledger if ledger is not None else self.ledger
             if led is not None:
                 g_row = self._g().sum(1) + self.k * self.g_ref  # [R, in]: the row's cells and its reference cell
