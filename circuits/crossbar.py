@@ -130,9 +130,9 @@ class Crossbar:
         self.version = 0
         #: tiles refreshed (transfer matrix recomputed) since construction, for diagnostics/benchmarks
         self.n_refreshed = 0
-        #: per-call thread budget of the exact solve (``transfer_matrix(threads=...)``); None leaves
-        #: torch's threading alone (no process-wide change)
-        self.solver_threads: int | None = None
+        #: per-call thread budget of the exact solve (``transfer_matrix(threads=...)``): "auto", an
+        #: integer, or None (leave torch's threading alone)
+        self.solver_threads: int | str | None = "auto"
 
     # -- state ------------------------------------------------------------------------------
     @property
@@ -167,6 +167,7 @@ class Crossbar:
 
     def _changed(self) -> None:
         self._g = None
+        self._transfer = None  # rebuilt by transfer() from the per-tile refresh state
         self.version += 1
 
     def program(self, g_target: Tensor, mask: Tensor | None = None) -> None:

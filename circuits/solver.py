@@ -68,6 +68,7 @@ import contextlib
 import contextvars
 import functools
 import math
+import threading
 import warnings
 
 import numpy as np
@@ -495,7 +496,7 @@ def _effective_g(g: Tensor, r_access: float) -> Tensor:
     return g if r_access == 0.0 else g / (1.0 + g * r_access)
 
 
-def transfer_matrix(g, r_wire_row, r_wire_col, r_source=0.0, r_sense=0.0, r_access=0.0, threads=None):
+def transfer_matrix(g, r_wire_row, r_wire_col, r_source=0.0, r_sense=0.0, r_access=0.0, threads="auto"):
     """Exact transfer matrix ``T`` and input admittance ``Y`` of crossbars with linear cells.
 
     Parameters
@@ -505,13 +506,17 @@ def transfer_matrix(g, r_wire_row, r_wire_col, r_source=0.0, r_sense=0.0, r_acce
     r_wire_row, r_wire_col, r_source, r_sense, r_access : float
         Resistances [Ω] of one row-wire segment, one column-wire segment, each row driver, each
         column's sense path and each cell's access transistor (0: ideal).
-    threads : int or None
-        Per-call thread budget. ``None`` (default): torch's threading is left as the caller set it
-        (``torch.set_num_threads``) and the call changes no process-wide state. An integer ``k``: the
-        many small dense steps run on one thread and the large merges on ``k`` threads — faster,
-        especially on a loaded machine (benchmarks/solver_results.md was measured this way) — but
-        torch's thread count is process-wide, so the call sets it for its duration (restored after);
-        use it only where no other thread runs torch at the same time.
+    threads : "auto", int or None
+        Per-call thread budget. An integer ``k``: the many small dense steps run on one thread and
+        the large merges on ``k`` threads — much faster than leaving them to torch's pool, above all
+        on a loaded machine, where idle OpenMP threads busy-wait (16× at 32×32 on a loaded 2-core
+        box; benchmarks/solver_results.md was measured this way). torch's intra-op thread count is
+        process-wide, so the call sets it for its duration and restores it after: only safe when no
+        other thread runs torch meanwhile. ``None``: torch's threading is left exactly as the caller
+        set it (no change of any kind). ``"auto"`` (default): the budget ``torch.get_num_threads()``
+        when the calling thread is the process's only Python thread (nobody can observe the
+        temporary change), else ``None``. Either way ``torch.get_num_threads()`` is unchanged after
+        the call.
 
     Returns
     -------
@@ -531,8 +536,10 @@ def transfer_matrix(g, r_wire_row, r_wire_col, r_source=0.0, r_sense=0.0, r_acce
         r_wire_row=r_wire_row, r_wire_col=r_wire_col, r_source=r_source, r_sense=r_sense, r_access=r_access
     )
     g = _check_g(g)
-    if threads is not None and (isinstance(threads, bool) or int(threads) != threads or threads < 1):
-        raise ValueError(f"threads: got {threads!r}; must be an integer ≥ 1 or None (leave torch's threading alone)")
+    if threads == "auto":
+        threads = torch.get_num_threads() if threading.active_count() == 1 else None
+    elif threads is not None and (isinstance(threads, (bool, str)) or int(threads) != threads or threads < 1):
+        raise ValueError(f"threads: got {threads!r}; allowed: 'auto', an integer ≥ 1, or None (leave torch's threading alone)")
     nt = torch.get_num_threads() if threads is None else int(threads)
     token = _BUDGET.set(None if threads is None else int(threads))
     try:

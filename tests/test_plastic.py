@@ -315,3 +315,26 @@ def test_solve_leaves_torch_threads_unchanged():
     xb.program(g)
     xb.mvm(torch.rand(3, 40, dtype=F64))
     assert torch.get_num_threads() == before
+
+
+def test_solver_without_budget_never_sets_torch_threads(monkeypatch):
+    """threads=None, or 'auto' while another Python thread is alive: the solve never calls torch.set_num_threads."""
+    import threading
+
+    from circuits import transfer_matrix
+
+    def forbidden(n):
+        raise AssertionError("torch.set_num_threads called")
+
+    g = torch.rand(3, 20, 20, dtype=F64, generator=_gen(72)) * 1e-5
+    ref = transfer_matrix(g, 1.0, 0.5)[0]
+    monkeypatch.setattr(torch, "set_num_threads", forbidden)
+    assert torch.equal(transfer_matrix(g, 1.0, 0.5, threads=None)[0], ref)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert torch.equal(transfer_matrix(g, 1.0, 0.5)[0], ref)
+    finally:
+        stop.set()
+        other.join()
