@@ -100,7 +100,8 @@ def test_integral_floats_are_integers_and_seed_range_is_the_generators():
     cfg = validate_config({"crossbar": {"rows": 64.0}, "seed": SEED_MAX - 1, "eval": {"n_test": 1e2}})
     assert cfg.crossbar.rows == 64 and type(cfg.crossbar.rows) is int and cfg.eval.n_test == 100
     torch.Generator().manual_seed(cfg.seed)  # the largest allowed seed is a valid torch seed
-    assert validate_config({"device": {"model": "ideal", "levels": 4.0}}).device["levels"] == 4
+    levels = validate_config({"device": {"model": "ideal", "levels": 4.0}}).device["levels"]
+    assert levels == 4 and type(levels) is int
 
 
 @pytest.mark.parametrize(

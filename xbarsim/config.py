@@ -35,6 +35,7 @@ from .schema import (
     ValueChecker,
     algorithm_model,
     build_device,
+    check_device_section,
     crossbar_objects,
     section_model,
 )
@@ -413,6 +414,7 @@ def validate_config(data: dict | Config | None, check_sweep: bool = True) -> Con
         raise ConfigError(_format_errors(err, algo=algo)) from None
     try:
         device = build_device(cfg.device)
+        cfg.device = check_device_section(cfg.device)  # integral floats stored as ints
         crossbar_objects(cfg.crossbar, cfg.mapping)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
