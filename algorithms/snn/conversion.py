@@ -39,9 +39,11 @@ from .network import (
     ENCODINGS,
     NORMS,
     OUTPUTS,
+    POOLINGS,
     READOUTS,
     SpikingNetwork,
     check_convertible,
+    fold_pooling,
 )
 from .surrogate import make_surrogate
 from .training import init_random_, train_bptt
@@ -66,7 +68,9 @@ class ConversionParams:
     output: str = param("membrane", choices=OUTPUTS, description="class score: output membrane potential or spike count")
     readout: str = param("adc", choices=READOUTS,
                          description="column readout: ADC + digital IF neuron, or analog IF neuron integrating on a capacitor (no ADC)")
-    pool_neurons: bool = param(True, description="IF neurons (threshold 1) after average pooling, so every crossbar row sees binary spikes")
+    pooling: str = param("fold", choices=POOLINGS,
+                         description="average pooling: folded into the next layer's weights (rows see the spikes below), "
+                                     "IF pool neurons (threshold 1), or fractional pooled values through an amplitude DAC")
     neuron_e_step_J: float = param(ANALOG_E_STEP_J, unit="J", ge=0, description="analog column neuron energy per integration step")
     neuron_e_spike_J: float = param(ANALOG_E_SPIKE_J, unit="J", ge=0, description="analog column neuron energy per spike")
     software_snn: bool = param(True, description="also run the same SNN in software on ideal devices (accuracy_snn_sw)")
@@ -120,6 +124,7 @@ class _SpikingAlgorithm(Algorithm):
         self._t: float | None = None
         self._cache: dict = {}
         self.extra: dict = {}
+        self._macs_scale: dict[str, float] = {}
 
     # -- building -------------------------------------------------------------------------------
     def _check_model(self) -> None:
@@ -130,12 +135,19 @@ class _SpikingAlgorithm(Algorithm):
     def _snn(self, backend: str) -> SpikingNetwork:
         p = self.params
         return SpikingNetwork(self.net, backend=backend, reset=p.reset, encoding=p.encoding, output=p.output, readout=p.readout,
-                              pool_neurons=p.pool_neurons, e_step_J=p.neuron_e_step_J, e_spike_J=p.neuron_e_spike_J,
-                              generator=self.net.generator)
+                              pool_neurons=p.pooling == "neurons", e_step_J=p.neuron_e_step_J, e_spike_J=p.neuron_e_spike_J,
+                              generator=self.net.generator, macs_scale=self._macs_scale)
 
-    def build(self) -> None:
+    def build(self, in_shape: tuple[int, ...]) -> None:
+        """Map the (pool-folded) software model onto the chips; the SNN views on it."""
         self._check_model()
-        self.net = CrossbarNetwork.from_hardware(self.model, self.hardware)
+        model, self._macs_scale = self.model, {}
+        if self.params.pooling == "fold":
+            model, scales = fold_pooling(self.model, tuple(in_shape))
+        self.net = CrossbarNetwork.from_hardware(model, self.hardware)
+        if self.params.pooling == "fold":
+            names = self.net.layer_names
+            self._macs_scale = {names[i]: v for i, v in scales.items()}
         for p in self.net.software.parameters():
             p.requires_grad_(False)
         self.snn_hw = self._snn("hw")
@@ -156,7 +168,7 @@ class _SpikingAlgorithm(Algorithm):
     def fit(self, data: DataSplit, ledger: EnergyLedger | None = None) -> None:
         """Build the chips, balance the thresholds of the hardware SNN (and of the software twin)."""
         if self.net is None:
-            self.build()
+            self.build(tuple(data.x_train.shape[1:]))
         x = self._calibration(data)
         self._ann_hw_ready(x)
         th = self._balance(self.snn_hw, x)
@@ -285,7 +297,7 @@ class _TrainedAlgorithm(_SpikingAlgorithm):
 
     def fit(self, data: DataSplit, ledger: EnergyLedger | None = None) -> None:
         if self.net is None:
-            self.build()
+            self.build(tuple(data.x_train.shape[1:]))
         x = self._calibration(data)
         p = self.params
         self._initialise(x)

@@ -72,7 +72,7 @@ from ..ann import CrossbarNetwork
 from ..layers import ChannelAffine, DigitalLayer, FlattenTo, MappedConv2d, MappedLinear, UnsupportedLayerError
 from ..neurons.integrate_fire import RESETS
 
-__all__ = ["SpikingNetwork", "Stage", "check_convertible", "merge_ledger", "ANALOG_E_STEP_J", "ANALOG_E_SPIKE_J"]
+__all__ = ["SpikingNetwork", "Stage", "check_convertible", "fold_pooling", "merge_ledger", "ANALOG_E_STEP_J", "ANALOG_E_SPIKE_J"]
 
 #: analog column neuron: one clocked comparator decision per step [est] and the reset per spike [lit]
 ANALOG_E_STEP_J = 10e-15
@@ -84,6 +84,7 @@ ENCODINGS = ("direct", "rate")
 OUTPUTS = ("membrane", "spikes")
 READOUTS = ("adc", "analog")
 NORMS = ("percentile", "spike_norm")
+POOLINGS = ("fold", "neurons", "analog")
 
 
 def check_convertible(layers: list[nn.Module]) -> None:
@@ -94,6 +95,90 @@ def check_convertible(layers: list[nn.Module]) -> None:
                 f"layer {i} ({m}): max-pooling has no exact integrate-and-fire equivalent; "
                 "use average pooling (nn.AvgPool2d) or implement the rate-gated max-pool (Rueckauer et al. 2017)"
             )
+
+
+def fold_pooling(model: nn.Module, in_shape: tuple[int, ...]) -> tuple[nn.Sequential, dict[int, float]]:
+    """The model with every ``AvgPool2d`` that feeds a weight layer folded into that layer's weights.
+
+    Average pooling is linear, so ``AvgPool2d(k) → Conv2d(K, stride s, padding p)`` equals one
+    ``Conv2d(k·K, stride k·s, padding k·p)`` with ``W'[o, c, k·i + a, k·j + b] = W[o, c, i, j]/k²``,
+    and ``AvgPool2d(k) → Flatten → Linear`` one Linear on the unpooled map with each weight spread
+    over its ``k×k`` window (÷k²). The spiking network then drives every row with the binary spikes
+    of the layer below (no pool neuron, no DAC) and computes exactly what the ANN computes; the
+    layer holds ``k²`` times the rows. Returns the new ``nn.Sequential`` (BatchNorm folded) and, per
+    weight-layer index, ``#MAC(original)/#MAC(folded)`` for the op counts of the ANN.
+    Pools that cannot be folded (padding, ceil mode, kernel ≠ stride, before a dilated or grouped conv,
+    a padded conv on a map the pool trims, or a non-weight layer) are kept.
+    """
+    from ..ann import fold_batchnorm
+
+    layers = list(fold_batchnorm(model))
+    shapes = []
+    x = torch.zeros(1, *in_shape, dtype=next(iter(model.parameters())).dtype)
+    with torch.no_grad():
+        for m in layers:
+            shapes.append(tuple(x.shape[1:]))
+            x = m(x)
+    out: list[nn.Module] = []
+    scales: dict[int, float] = {}
+    n_weight = 0
+    i = 0
+    while i < len(layers):
+        m = layers[i]
+        if isinstance(m, nn.AvgPool2d) and _foldable_pool(m):
+            k = _pair(m.kernel_size)[0]
+            j = i + 1
+            while j < len(layers) and isinstance(layers[j], nn.ReLU):  # ReLU of a pooled ReLU output: identity
+                j += 1
+            nxt = layers[j] if j < len(layers) else None
+            c_in, h_in, w_in = shapes[i]
+            exact_border = _pair(nxt.padding) == (0, 0) if isinstance(nxt, nn.Conv2d) and not isinstance(nxt.padding, str) else False
+            exact_border = exact_border or (h_in % k == 0 and w_in % k == 0)  # padding must not meet the rows pooling dropped
+            if (isinstance(nxt, nn.Conv2d) and all(d == 1 for d in _pair(nxt.dilation)) and nxt.groups == 1
+                    and not isinstance(nxt.padding, str) and exact_border):
+                conv = nn.Conv2d(nxt.in_channels, nxt.out_channels, tuple(k * q for q in _pair(nxt.kernel_size)),
+                                 tuple(k * q for q in _pair(nxt.stride)), tuple(k * q for q in _pair(nxt.padding)),
+                                 bias=nxt.bias is not None, dtype=nxt.weight.dtype)
+                with torch.no_grad():
+                    conv.weight.copy_(nxt.weight.repeat_interleave(k, 2).repeat_interleave(k, 3) / (k * k))
+                    if nxt.bias is not None:
+                        conv.bias.copy_(nxt.bias)
+                out.append(conv)
+                scales[n_weight] = 1.0 / (k * k)
+                n_weight += 1
+                i = j + 1
+                continue
+            if isinstance(nxt, nn.Flatten) and j + 1 < len(layers) and isinstance(layers[j + 1], nn.Linear):
+                lin = layers[j + 1]
+                c, h, w = shapes[i]
+                hp, wp = h // k, w // k
+                if lin.in_features == c * hp * wp:
+                    wt = lin.weight.reshape(lin.out_features, c, hp, wp).repeat_interleave(k, 2).repeat_interleave(k, 3) / (k * k)
+                    wt = F.pad(wt, (0, w - wp * k, 0, h - hp * k))
+                    new = nn.Linear(c * h * w, lin.out_features, bias=lin.bias is not None, dtype=lin.weight.dtype)
+                    with torch.no_grad():
+                        new.weight.copy_(wt.reshape(lin.out_features, -1))
+                        if lin.bias is not None:
+                            new.bias.copy_(lin.bias)
+                    out += [nn.Flatten(), new]
+                    scales[n_weight] = lin.in_features / new.in_features
+                    n_weight += 1
+                    i = j + 2
+                    continue
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            n_weight += 1
+        out.append(m)
+        i += 1
+    return nn.Sequential(*out).eval(), scales
+
+
+def _pair(v) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _foldable_pool(m: nn.AvgPool2d) -> bool:
+    k, st = _pair(m.kernel_size), _pair(m.stride if m.stride is not None else m.kernel_size)
+    return k[0] == k[1] == st[0] == st[1] and _pair(m.padding) == (0, 0) and not m.ceil_mode and m.divisor_override is None
 
 
 @dataclass
@@ -139,6 +224,7 @@ class SpikingNetwork:
         e_step_J: float = ANALOG_E_STEP_J,
         e_spike_J: float = ANALOG_E_SPIKE_J,
         generator: torch.Generator | None = None,
+        macs_scale: dict[str, float] | None = None,
     ):
         for key, val, allowed in (("backend", backend, ("hw", "sw")), ("reset", reset, RESETS), ("encoding", encoding, ENCODINGS),
                                   ("output", output, OUTPUTS), ("readout", readout, READOUTS)):
@@ -147,6 +233,7 @@ class SpikingNetwork:
         self.net, self.backend, self.reset, self.encoding = net, backend, reset, encoding
         self.output, self.readout, self.pool_neurons = output, readout, bool(pool_neurons)
         self.e_step_J, self.e_spike_J = float(e_step_J), float(e_spike_J)
+        self.macs_scale = dict(macs_scale or {})  # #MAC of the original ANN layer / #MAC of the mapped (pool-folded) layer
         self.generator = generator if generator is not None else net.generator
         self.dtype = net.dtype
         self.tdev = net.generator.device
@@ -457,7 +544,7 @@ class SpikingNetwork:
                         if binary:
                             led.add_ops(s.name, macs=0.0, acs=self._acs(s, cur), macs_ann=0.0)
                         else:
-                            led.add_ops(s.name, macs=tc * b * macs_ann[s.name], acs=0.0, macs_ann=0.0)
+                            led.add_ops(s.name, macs=tc * b * macs_ann[s.name] * self.macs_scale.get(s.name, 1.0), acs=0.0, macs_ann=0.0)
                     z = self._currents(s, cur, tc, led, constant)
                     if s.neurons:
                         v = state.get(s.name)
@@ -499,7 +586,7 @@ class SpikingNetwork:
                 lg = ledgers[k_out]
                 lg.count_inferences(b)
                 for name, m in macs_ann.items():
-                    lg.add_ops(name, macs=0.0, macs_ann=b * m)
+                    lg.add_ops(name, macs=0.0, macs_ann=b * m * self.macs_scale.get(name, 1.0))
                 for k, (_, t1) in enumerate(bounds):
                     if t1 <= t_end:
                         merge_ledger(lg, seg_ledgers[k])

@@ -1,0 +1,199 @@
+"""Spiking networks: IF neuron counts, surrogate gradients, op counts by hand, conversion fidelity, algorithms."""
+
+import math
+
+import pytest
+import torch
+from conftest import ideal_net
+from torch import nn
+
+from algorithms.layers import UnsupportedLayerError
+from algorithms.neurons import IF, LIF, if_scan
+from algorithms.snn import STDB, LinearSurrogate, SpikingNetwork, check_convertible
+from algorithms.snn.network import fold_pooling
+from circuits import EnergyLedger
+
+
+# -- neurons -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("scan", ["step", "fused"])
+def test_if_constant_input_spike_count_is_floor_cT(scan):
+    """IF, threshold 1, reset by subtraction: ⌊c·T⌋ spikes in T steps for a constant input c ∈ [0, 1].
+
+    c = k/256 keeps every partial sum exact in float32, so the count must match exactly."""
+    c = torch.arange(0, 257, dtype=torch.float32) / 256  # 257 neurons, c from 0 to 1
+    for t_steps in (1, 7, 64, 100, 255, 256, 300):
+        z = c.expand(t_steps, 1, 1, -1)  # [T, R, B, N]
+        s = IF().run(z)[0] if scan == "step" else if_scan(z)[0]
+        assert s.shape == (t_steps, 1, 1, 257)
+        expected = torch.floor(c.double() * t_steps)
+        assert torch.equal(s.sum(0).flatten().double(), expected), t_steps
+
+
+def test_if_reset_to_zero_loses_the_residue():
+    """Reset to zero drops the overshoot: c = 0.75 fires on every second step from step 2 (u: .75, 1.5→0, .75, 1.5→0)."""
+    z = torch.full((8, 1, 1, 1), 0.75)
+    s, _ = IF(reset="zero").run(z)
+    assert s.flatten().tolist() == [0, 1, 0, 1, 0, 1, 0, 1]
+    s, _ = IF(reset="subtract").run(z)
+    assert int(s.sum()) == math.floor(0.75 * 8)
+
+
+def test_lif_leak_decays_geometrically():
+    """LIF u(t) = β·u(t−1) + z: a single input pulse below threshold decays as β^t."""
+    neuron = LIF(threshold=10.0, beta=0.5)
+    state = neuron.init_state((1, 1, 1))
+    z = torch.tensor([1.0, 0.0, 0.0, 0.0]).reshape(4, 1, 1, 1)
+    vs = []
+    for t in range(4):
+        _, state = neuron.step(z[t], state)
+        vs.append(float(state.v))
+    assert vs == [1.0, 0.5, 0.25, 0.125]
+
+
+def test_neuron_rejects_bad_settings():
+    with pytest.raises(ValueError, match="reset"):
+        IF(reset="soft")
+    with pytest.raises(ValueError, match="beta"):
+        LIF(beta=1.5)
+    with pytest.raises(ValueError, match="threshold"):
+        IF(threshold=0.0)
+
+
+# -- surrogates ------------------------------------------------------------------------------------
+def test_stdb_gradient_is_alpha_exp_minus_beta_dt_on_a_hand_built_train():
+    """IF (θ = 1, soft reset) with inputs 1,0,0,1,.5,.5,0: spikes at t = 0, 3, 5. Δt (steps since the last
+    spike, 1000 + t before the first) is 1000, 1, 2, 3, 1, 2, 1; ∂s_t/∂z_t = α·exp(−β·Δt_t) exactly."""
+    alpha, beta = 0.3, 0.01
+    z = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.5, 0.5, 0.0], dtype=torch.float64).reshape(7, 1, 1, 1).requires_grad_(True)
+    neuron = IF(surrogate=STDB(alpha, beta))
+    s, _ = neuron.run(z)
+    assert s.flatten().tolist() == [1, 0, 0, 1, 0, 1, 0]
+    dts = [1000, 1, 2, 3, 1, 2, 1]
+    for t, dt in enumerate(dts):
+        (g,) = torch.autograd.grad(s[t].sum(), z, retain_graph=True)
+        assert g.flatten()[t].item() == pytest.approx(alpha * math.exp(-beta * dt), rel=1e-12)
+        # the reset is detached: the membrane is a plain running sum of the inputs since...
+        assert torch.all(g.flatten()[t + 1 :] == 0)
+
+
+def test_linear_surrogate_is_triangular():
+    x = torch.tensor([-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0], requires_grad=True)
+    s = LinearSurrogate(0.3)(x)
+    assert s.tolist() == [0, 0, 0, 1, 1, 1, 1]
+    s.sum().backward()
+    assert torch.allclose(x.grad, 0.3 * (1 - x.detach().abs()).clamp(min=0))
+
+
+# -- op counts by hand -------------------------------------------------------------------------------
+def _fixed_snn(model, encoding="rate", thresholds=None, x=None):
+    net = ideal_net(model)
+    snn = SpikingNetwork(net, backend="hw", encoding=encoding)
+    snn.balance(x, thresholds=thresholds, timesteps=4)
+    return snn
+
+
+def test_ops_ac_is_spike_count_times_fan_out_on_a_hand_worked_mlp():
+    """Rate input x = (1, 0, 1) (spikes every step on inputs 0 and 2), W1 = [[.5, 0, 0], [0, 0, 1]],
+    θ = 1: hidden neuron 0 fires every second step, neuron 1 every step. Over T = 4 per image:
+    layer 1: 2 input spikes/step × fan-out 2 × 4 = 16 AC; layer 2: (2 + 4) spikes × fan-out 2 = 12 AC."""
+    model = nn.Sequential(nn.Linear(3, 2, bias=False), nn.ReLU(), nn.Linear(2, 2, bias=False))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[0.5, 0, 0], [0, 0, 1.0]]))
+        model[2].weight.copy_(torch.tensor([[1.0, 0], [0, 1.0]]))
+    x = torch.tensor([[1.0, 0, 1.0]] * 5, dtype=torch.float64)
+    snn = _fixed_snn(model, thresholds={"linear1": 1.0, "linear2": 1.0}, x=x)
+    ledger = EnergyLedger()
+    outs, spikes = snn.run(x, [4], [ledger])
+    assert spikes["linear1"] == [6.0 * 5]
+    ops = ledger.ops_per_inference()
+    assert ops["ops_ac"] == 16 + 12
+    assert ops["ops_mac"] == 0
+    assert ops["ops_mac_ann"] == 3 * 2 + 2 * 2
+    rec = {r["layer"]: r for r in ledger.op_records()}
+    assert rec["linear1"]["ops_ac"] == 16 and rec["linear2"]["ops_ac"] == 12
+    # membrane readout: λ_{L−1}·Σ_t z/T = rates (0.5, 1) through the identity
+    assert torch.allclose(outs[0], torch.tensor([[0.5, 1.0]] * 5, dtype=torch.float64))
+
+
+def test_ops_ac_counts_conv_fan_out_exactly_at_borders():
+    """Conv2d(1→2, k=2) on a 3×3 map of spikes every step: each input pixel reaches 1 (corner), 2 (edge)
+    or 4 (centre) output positions × 2 channels: (4·1 + 4·2 + 4)·2 = 32 AC per step."""
+    model = nn.Sequential(nn.Conv2d(1, 2, 2, bias=False), nn.ReLU(), nn.Flatten(), nn.Linear(8, 2, bias=False))
+    with torch.no_grad():
+        model[0].weight.fill_(0.0)
+        model[3].weight.fill_(0.0)
+    x = torch.ones(2, 1, 3, 3, dtype=torch.float64)
+    snn = _fixed_snn(model, thresholds={"conv1": 1.0, "linear1": 1.0}, x=x)
+    ledger = EnergyLedger()
+    snn.run(x, [3], [ledger])
+    rec = {r["layer"]: r for r in ledger.op_records()}
+    assert rec["conv1"]["ops_ac"] == 32 * 3
+    assert rec["linear1"]["ops_ac"] == 0  # zero weights: no hidden spike
+
+
+def test_direct_input_first_layer_costs_macs_every_step():
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    x = torch.rand(6, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    snn = _fixed_snn(model, encoding="direct", thresholds={"linear1": 1.0, "linear2": 1.0}, x=x)
+    ledger = EnergyLedger()
+    snn.run(x, [5], [ledger])
+    rec = {r["layer"]: r for r in ledger.op_records()}
+    assert rec["linear1"]["ops_mac"] == 5 * 4 * 3
+    assert rec["linear1"]["ops_ac"] == 0
+
+
+# -- conversion fidelity ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def digits_mlp():
+    from xbarsim.datasets import load_dataset
+    from xbarsim.models import build_model, train_model
+
+    data = load_dataset("digits", None, 0.3, 0)
+    torch.manual_seed(0)
+    model = build_model("mlp", data.image_shape, 10, [48], bias=True)
+    train_model(model, data, 20, 0.01, 64)
+    return model.double(), data
+
+
+def test_conversion_at_large_T_reproduces_the_ann_ranking(digits_mlp):
+    """Ideal devices, lossless converters, 2-layer MLP, direct input, max-normalisation (percentile 100, no
+    saturation): at T = 1024 the SNN's arg-max equals the ANN's on ≥ 99 % of the test images, and the
+    membrane readout approximates the logits to the rate-coding error λ/T."""
+    model, data = digits_mlp
+    x = data.x_test.double()
+    net = ideal_net(model)
+    snn = SpikingNetwork(net, backend="hw")
+    snn.balance(data.x_train[:256].double(), norm="percentile", percentile=100.0)
+    outs, _ = snn.run(x, [64, 1024])
+    ann = model(x).detach()
+    agree = (outs[-1].argmax(1) == ann.argmax(1)).double().mean().item()
+    assert agree >= 0.99
+    assert (outs[-1] - ann).abs().max() < (outs[0] - ann).abs().max()
+
+
+def test_fold_pooling_is_exact():
+    """AvgPool2d(2) → Conv2d and AvgPool2d(2) → Flatten → Linear folded into one weight layer compute the same function."""
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.AvgPool2d(2), nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(),
+                      nn.AvgPool2d(2), nn.Flatten(), nn.Linear(6 * 3 * 3, 5)).double().eval()
+    folded, scales = fold_pooling(m, (1, 14, 14))  # 12×12 → pool 6×6 → padded conv 6×6 → pool 3×3 (one odd trim)
+    assert sum(isinstance(x, nn.AvgPool2d) for x in folded) == 0
+    x = torch.rand(7, 1, 14, 14, dtype=torch.float64)
+    assert torch.allclose(folded(x), m(x), atol=1e-12)
+    assert scales == {1: 0.25, 2: 0.25}
+    # 13×13 before a padded conv: the pool drops row/column 12, the folded padding would read it → kept
+    kept, _ = fold_pooling(m, (1, 15, 15))
+    assert sum(isinstance(x, nn.AvgPool2d) for x in kept) == 1
+    x = torch.rand(7, 1, 15, 15, dtype=torch.float64)
+    assert torch.allclose(kept(x), m(x), atol=1e-12)
+
+
+def test_maxpool_error_says_use_average_pooling():
+    with pytest.raises(UnsupportedLayerError, match="average pooling"):
+        check_convertible([nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2)])
+
+
+def test_unsupported_layer_is_named():
+    model = nn.Sequential(nn.Linear(4, 3), nn.Sigmoid(), nn.Linear(3, 2))
+    with pytest.raises(UnsupportedLayerError, match="Sigmoid"):
+        SpikingNetwork(ideal_net(model))
