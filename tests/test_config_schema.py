@@ -178,8 +178,12 @@ def test_pickled_model_path_is_refused_with_the_recipe():
 
 
 def test_n_test_larger_than_the_test_set_is_refused():
-    cfg = validate_config({**SMALL, "eval": {"n_test": 5000}})
     with pytest.raises(ConfigError, match=r"eval\.n_test: got 5000; the digits test set has 540 samples"):
+        validate_config({**SMALL, "eval": {"n_test": 5000}})
+    assert validate_config({"eval": {"n_test": 540}}).eval.n_test == 540
+    cfg = validate_config({**SMALL, "eval": {"n_test": 200}})
+    cfg.dataset.test_fraction = 0.1  # bypasses the load-time check: run_point checks against the data it loaded
+    with pytest.raises(ConfigError, match=r"eval\.n_test: got 200; the digits test set has 180 samples"):
         run_point(cfg)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import math
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Union
 
@@ -344,8 +344,21 @@ def _cross_checks(cfg: Config, device) -> None:
     if cls is not None and any(cfg.eval.drift_compensation) and not hasattr(cls, "set_drift_compensation"):
         raise ConfigError(f"eval.drift_compensation: got {cfg.eval.drift_compensation!r}; algorithm {cls.name!r} has no "
                           "drift compensation; use [false]")
+    n_test = _test_set_size(cfg)
+    if cfg.eval.n_test is not None and n_test is not None and cfg.eval.n_test > n_test:
+        raise ConfigError(f"eval.n_test: got {cfg.eval.n_test}; the {cfg.dataset.name} test set has {n_test} samples "
+                          f"(use at most {n_test}, or null for all)")
     check_torch_device(cfg.runtime.torch_device)
     _check_sizes(cfg)
+
+
+def _test_set_size(cfg: Config) -> int | None:
+    """Test samples of the built-in datasets (digits: scikit-learn's split rounds the test part up)."""
+    if cfg.dataset.name == "digits":
+        return math.ceil(1797 * cfg.dataset.test_fraction)
+    if cfg.dataset.name == "mnist":
+        return 10000
+    return None
 
 
 def _model_param_estimate(cfg: Config) -> tuple[int, list[tuple[int, int]]]:
@@ -564,10 +577,3 @@ def set_dotted(data: dict, key: str, value: Any) -> None:
         cur = cur[part]
     cur[parts[-1]] = copy.deepcopy(value)
 
-
-def config_fields(section: type) -> list[str]:
-    """YAML keys of a section class (for docs and error messages)."""
-    return [f.name for f in fields(section)]
-
-
-_ = math  # (kept for callers that import math-based helpers from here)
