@@ -36,3 +36,11 @@ from .snn.conversion import ConversionAlgorithm, HybridAlgorithm, SurrogateAlgor
 register_algorithm(ConversionAlgorithm)
 register_algorithm(HybridAlgorithm)
 register_algorithm(SurrogateAlgorithm)
+
+from .stdp import STDPAlgorithm  # noqa: E402  (stdp)
+
+register_algorithm(STDPAlgorithm)
+
+from .stochastic_stdp import StochasticSTDPAlgorithm  # noqa: E402  (stochastic_stdp)
+
+register_algorithm(StochasticSTDPAlgorithm)

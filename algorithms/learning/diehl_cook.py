@@ -15,12 +15,12 @@ Two modes (:meth:`DiehlCookConfig.preset`)
 -----------------------------------------
 * ``paper`` — the released code: dt 0.5 ms, 350 ms presentation + 150 ms rest (input off, state not
   reset), 63.75 Hz max, conductance-based neurons, triplet rule, θ+ 0.05 mV, τ_θ 1e7 ms, θ₀ 20 mV,
-  column sum 78 before every presentation, initial weights ``0.3·(U + 0.01)``, w_ei 10.4, w_ie 17.0, and
+  column sum 78 (78/784 of the inputs) before every presentation, initial weights ``0.3·(U + 0.01)``, w_ei 10.4, w_ie 17.0, and
   "fewer than 5 excitatory spikes → input intensity +1 (of 2, i.e. +31.875 Hz max) and present again".
   Not reproduced: the random synaptic delays (0–10 ms) of the input connections.
 * ``fast`` — BindsNET 0.3.4 ``DiehlAndCook2015`` as run by its ``eth_mnist`` example: dt 1 ms, 250 ms,
   128 Hz max, current-based neurons with ``one_spike`` WTA, pair rule ν = (1e-4, 1e-2), w_ei 22.5,
-  w_ie 120, column sum 78.4, initial weights ``0.3·U``, state and traces reset between samples.
+  w_ie 120, column sum 78.4 (0.1 of the inputs), initial weights ``0.3·U``, state and traces reset between samples.
 
 Writes: ``write_every: step`` writes Δw after every time step (the reference semantics of both codes);
 ``write_every: image`` keeps the weights of a presentation fixed, accumulates its Δw and writes them in
@@ -78,7 +78,8 @@ class DiehlCookConfig:
     nu_post: float = 1e-2
     theta_plus: float = 0.05e-3
     tau_theta_s: float = 1e4
-    norm_total: float = 78.4
+    norm_total: float | None = None
+    norm_fraction: float = 0.1
     w_ei: float = 22.5
     w_ie: float = 120.0
     w_init_scale: float = 0.3
@@ -103,7 +104,9 @@ class DiehlCookConfig:
             raise ValueError(f"algorithm.normalisation: got {self.normalisation!r}; allowed: {', '.join(NORMALISATIONS)}")
         if int(self.n_neurons) != self.n_neurons or self.n_neurons < 1:
             raise ValueError(f"algorithm.n_neurons: got {self.n_neurons!r}; must be an integer ≥ 1")
-        for name in ("dt_s", "t_present_s", "max_rate_hz", "w_max", "norm_total"):
+        if self.norm_total is not None and not (math.isfinite(self.norm_total) and self.norm_total > 0):
+            raise ValueError(f"algorithm.norm_total: got {self.norm_total!r}; must be a finite number > 0 or null")
+        for name in ("dt_s", "t_present_s", "max_rate_hz", "w_max", "norm_fraction"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"algorithm.{name}: got {v!r}; must be a finite number > 0")
@@ -122,7 +125,7 @@ class DiehlCookConfig:
         """The ``paper`` or ``fast`` constants (module docstring), with ``overrides``."""
         if mode == "paper":
             base = dict(mode="paper", dt_s=0.5e-3, t_present_s=0.35, t_rest_s=0.15, max_rate_hz=63.75, conductance=True,
-                        rule="triplet", norm_total=78.0, w_ei=10.4, w_ie=17.0, w_init_offset=0.01, one_spike=False,
+                        rule="triplet", norm_fraction=78.0 / 784, w_ei=10.4, w_ie=17.0, w_init_offset=0.01, one_spike=False,
                         min_spikes=5, reset_between=False)
         elif mode == "fast":
             base = dict(mode="fast")
@@ -134,6 +137,10 @@ class DiehlCookConfig:
             raise ValueError(f"algorithm.{unknown[0]}: unknown network constant; allowed: {', '.join(sorted(names))}")
         base.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**base)
+
+    def column_sum(self, n_in: int) -> float:
+        """The normalised column sum: ``norm_total``, or ``norm_fraction·n_in`` (78 / 78.4 for 784 inputs)."""
+        return float(self.norm_total) if self.norm_total is not None else self.norm_fraction * n_in
 
     def make_rule(self) -> LearningRule:
         if self.rule == "pair":
@@ -189,7 +196,9 @@ class DiehlCookNetwork:
         self.state = None
         self.istate = None
         self.stats = _Stats()
+        self._no_rows = torch.zeros(1, dtype=torch.long, device=self.device)  # the rest: one silent input
         self._counted = 0.0
+        self._ops_counted = 0.0
         self.e_neuron = E_NEURON_CONDUCTANCE_J if cfg.conductance else E_NEURON_CURRENT_J
 
     # -- state ------------------------------------------------------------------------------------
@@ -210,19 +219,18 @@ class DiehlCookNetwork:
         return st, ist
 
     # -- simulation -------------------------------------------------------------------------------
-    def _run(self, spikes: Tensor, st, ist, learning: bool, ledger=None, record: bool = False):
-        """Simulate ``spikes`` ``[T, R, B, n_in]`` (bool). Returns excitatory spike counts ``[R, B, n]`` and,
-        with ``record``, the excitatory spike train ``[T, R, B, n]`` (bool)."""
+    def _run(self, spikes: Tensor, st, ist, learning: bool, ledger=None, record: bool = False, rows=None):
+        """Simulate ``spikes`` ``[T, R, B, A]`` (bool) on the input ``rows`` (``A`` of them; None: all).
+        Returns excitatory spike counts ``[R, B, n]`` and, with ``record``, the spike train ``[T, R, B, n]``."""
         cfg = self.cfg
         t_steps, r, b, _ = spikes.shape
         per_step = learning and cfg.write_every == "step"
-        if not per_step:
-            x = spikes.permute(1, 0, 2, 3).reshape(r, t_steps * b, self.n_in)
-            drive = self.syn.read(x, ledger).view(r, t_steps, b, self.n).permute(1, 0, 2, 3)
-            if self.w_unit != 1.0:
-                drive = drive * self.w_unit
-        counts = torch.zeros(r, b, self.n, device=self.device, dtype=self.dtype)
-        post = torch.zeros(t_steps, r, b, self.n, dtype=torch.bool, device=self.device) if record else None
+        any_input = bool(spikes.any())
+        if not per_step and any_input:
+            x = spikes.permute(1, 0, 2, 3).reshape(r, t_steps * b, spikes.shape[-1])
+            drive = self.syn.read(x, ledger, rows).view(r, t_steps, b, self.n).permute(1, 0, 2, 3)
+            drive = self.exc.drive(drive * self.w_unit if self.w_unit != 1.0 else drive)
+        post = torch.zeros(t_steps, r, b, self.n, dtype=torch.bool, device=self.device)
         exc, inh, gen = self.exc, self.inh, self.generator
         conductance = cfg.conductance
         w_ei = cfg.w_ei * self.w_unit
@@ -230,10 +238,11 @@ class DiehlCookNetwork:
         inhibition = None
         t_inh = -1  # last step the (current-based, event-driven) inhibitory layer was brought up to date
         for t in range(t_steps):
-            if per_step:
-                xt = self.syn.read(spikes[t].to(self.dtype), ledger)
-                if self.w_unit != 1.0:
-                    xt = xt * self.w_unit
+            if not any_input:
+                xt = None
+            elif per_step:
+                xt = self.syn.read(spikes[t].to(self.dtype), ledger, rows)
+                xt = self.exc.drive(xt * self.w_unit if self.w_unit != 1.0 else xt)
             else:
                 xt = drive[t]
             if conductance:
@@ -242,26 +251,23 @@ class DiehlCookNetwork:
                 inhibition = (si.sum(-1, keepdim=True) - si) * w_ie if bool(si.any()) else None
             else:
                 if inhibition is not None:
-                    xt = xt + inhibition
+                    xt = (xt if xt is not None else exc.rest_term) + inhibition
                     inhibition = None
                 s, st = exc.step(xt, st, learning, gen)
                 if s is not None:  # the inhibitory layer only has input (and can only spike) now
-                    inh.advance(ist, t - t_inh - 1)
-                    si, ist = inh.step(s * w_ei, ist)
+                    si, ist = inh.step_after(s * w_ei, ist, t - t_inh - 1)
                     t_inh = t
                     if bool(si.any()):
                         inhibition = (si.sum(-1, keepdim=True) - si) * (-w_ie)
             if s is not None:
-                counts.add_(s)
-                if record:
-                    post[t] = s > 0
+                post[t] = s > 0
             if per_step:
-                self.rule.step(spikes[t, :, 0].to(self.dtype), s[:, 0] if s is not None else None)
+                self.rule.step(spikes[t, :, 0].to(self.dtype), s[:, 0] if s is not None else None, rows)
                 self._flush(ledger)
         if not conductance:
             inh.advance(ist, t_steps - 1 - t_inh)
         self.stats.steps += t_steps
-        return counts, post
+        return post.sum(0, dtype=self.dtype), (post if record else None)
 
     def _flush(self, ledger, active: Tensor | None = None) -> None:
         syn = self.syn
@@ -275,27 +281,32 @@ class DiehlCookNetwork:
     def _rest(self, st, ist, learning: bool, ledger) -> None:
         """The input-free rest after a presentation (paper mode): the state decays, nothing is reset."""
         if self.cfg.rest_steps:
-            z = torch.zeros(self.cfg.rest_steps, self.R, 1, self.n_in, dtype=torch.bool, device=self.device)
-            self._present_spikes(z, st, ist, learning, ledger, None)
+            z = torch.zeros(self.cfg.rest_steps, self.R, 1, 1, dtype=torch.bool, device=self.device)
+            self._present_spikes(z, st, ist, learning, ledger, None, self._no_rows)
 
-    def _present_spikes(self, spikes, st, ist, learning, ledger, active):
+    def _present_spikes(self, spikes, st, ist, learning, ledger, active, rows=None):
         record = learning and self.cfg.write_every == "image"
-        counts, post = self._run(spikes, st, ist, learning, ledger, record=record)
+        counts, post = self._run(spikes, st, ist, learning, ledger, record=record, rows=rows)
         if learning:
+            self.exc.decay_theta(st, spikes.shape[0])
             if record:
-                self.rule.presentation(spikes[:, :, 0].to(self.dtype), post[:, :, 0].to(self.dtype))
+                self.rule.presentation(spikes[:, :, 0].to(self.dtype), post[:, :, 0].to(self.dtype), rows)
             self._flush(ledger, active)
         return counts
 
     def present(self, x: Tensor, learning: bool = True, ledger=None) -> Tensor:
         """Show one sample per replica (``x`` ``[R, n_in]`` or ``[n_in]`` in [0, 1]); returns spike counts ``[R, n]``."""
         cfg = self.cfg
-        x = x.to(device=self.device, dtype=self.dtype)
-        if x.dim() == 1:
-            x = x.unsqueeze(0).expand(self.R, -1)
+        x = x.to(device=self.device, dtype=self.dtype).reshape(-1, self.n_in)
+        if x.shape[0] == 1:
+            x = x.expand(self.R, -1)
         st, ist = self._train_state()
         if learning and cfg.normalisation != "none":
-            self.syn.normalise(cfg.norm_total, cfg.normalisation, ledger)
+            self.syn.normalise(cfg.column_sum(self.n_in), cfg.normalisation, ledger)
+        rows = torch.nonzero(x.amax(0) > 0).flatten()  # inputs that can spike (event-driven: the rest are never read)
+        if rows.numel() == 0:
+            rows = self._no_rows
+        x = x.index_select(1, rows)
         scale = torch.ones(self.R, 1, device=self.device, dtype=self.dtype)
         active = torch.ones(self.R, dtype=torch.bool, device=self.device)
         result = torch.zeros(self.R, self.n, device=self.device, dtype=self.dtype)
@@ -307,11 +318,11 @@ class DiehlCookNetwork:
                     self.rule.reset()
             p = self.encoder.probability(x, 1.0) if attempt == 0 else -torch.expm1(
                 -x.clamp(0, 1) * (cfg.max_rate_hz * scale) * cfg.dt_s)
-            u = torch.rand(cfg.steps, self.R, 1, self.n_in, generator=self.generator, device=self.device, dtype=self.dtype)
+            u = torch.rand(cfg.steps, self.R, 1, rows.numel(), generator=self.generator, device=self.device, dtype=self.dtype)
             spikes = u < p.unsqueeze(1)
             if attempt:
                 spikes &= active.view(1, -1, 1, 1)
-            counts = self._present_spikes(spikes, st, ist, learning, ledger, active)[:, 0]
+            counts = self._present_spikes(spikes, st, ist, learning, ledger, active, rows)[:, 0]
             self.stats.input_spikes += float(spikes.sum())
             self.stats.presentations += int(active.sum())
             result = torch.where(active.unsqueeze(1), counts, result)
@@ -331,6 +342,9 @@ class DiehlCookNetwork:
 
     def _account(self, ledger, steps: int, learning: bool) -> None:
         """Neuron-update and STDP bookkeeping energy of one presentation per replica (module constants)."""
+        n_in_spk = self.stats.input_spikes - self._ops_counted
+        self._ops_counted = self.stats.input_spikes
+        ledger.add_ops("stdp_input", acs=n_in_spk * self.n, macs_ann=self.R * self.n_in * self.n)
         e = self.R * 2 * self.n * steps * self.e_neuron
         ledger.add("neurons", "neuron", e, events=self.R * 2 * self.n * steps)
         if learning:
@@ -352,17 +366,23 @@ class DiehlCookNetwork:
         for start in range(0, x.shape[0], batch_size):
             xb = x[start:start + batch_size]
             b = xb.shape[0]
+            rows = torch.nonzero(xb.amax(0) > 0).flatten()
+            if rows.numel() == 0:
+                rows = self._no_rows
+            xb = xb.index_select(1, rows)
             scale = torch.ones(self.R, b, 1, device=self.device, dtype=self.dtype)
             todo = torch.ones(self.R, b, dtype=torch.bool, device=self.device)
             result = torch.zeros(self.R, b, self.n, device=self.device, dtype=self.dtype)
             for _attempt in range(cfg.max_retries + 1):
                 st, ist = self._fresh_state(b)
                 p = -torch.expm1(-xb.clamp(0, 1).unsqueeze(0) * (cfg.max_rate_hz * scale) * cfg.dt_s)  # [R, b, in]
-                u = torch.rand(cfg.steps, self.R, b, self.n_in, generator=self.generator, device=self.device, dtype=self.dtype)
+                u = torch.rand(cfg.steps, self.R, b, rows.numel(), generator=self.generator, device=self.device, dtype=self.dtype)
                 spikes = (u < p.unsqueeze(0)) & todo.view(1, self.R, b, 1)
-                counts, _ = self._run(spikes, st, ist, False, ledger)
+                counts, _ = self._run(spikes, st, ist, False, ledger, rows=rows)
                 result = torch.where(todo.unsqueeze(-1), counts, result)
                 if ledger is not None:
+                    ledger.add_ops("stdp_input", acs=float(spikes.sum()) * self.n,
+                                   macs_ann=self.R * b * self.n_in * self.n if _attempt == 0 else 0.0)
                     e = self.R * b * 2 * self.n * cfg.steps * self.e_neuron
                     ledger.add("neurons", "neuron", e, events=self.R * b * 2 * self.n * cfg.steps)
                 if not cfg.min_spikes:

@@ -30,10 +30,15 @@ and emits its effect into it::
     class MyRule(LearningRule):
         def init_state(self):              # allocate traces / activity counters  [R, ·]
         def reset(self):                   # between samples (called when the network resets its state)
-        def step(self, pre, post):         # one step: update state, then self.synapses.add(dw) or
-                                           #   self.synapses.switch(p) (binary devices), or nothing
-        def presentation(self, pre, post): # optional: a whole presentation at once (weights frozen in
-                                           #   it, ``write_every: image``); default: loops over step()
+        def step(self, pre, post, rows=None):          # one step: update state, then self.synapses.add(dw)
+                                                       #   or self.synapses.switch(p) (binary devices)
+        def presentation(self, pre, post, rows=None):  # optional: a whole presentation at once (weights
+                                                       #   frozen in it, ``write_every: image``); default:
+                                                       #   loops over step()
+
+``post`` is ``None`` on a step without post spikes. ``rows`` (event-driven input): ``pre`` covers only
+these input indices (``[·, R, len(rows)]``); the other inputs did not spike — ``synapses.dense(pre, rows)``
+restores the full width.
         def end_presentation(self, steps): # optional: per-sample work (e.g. ASP's weight leak over the
                                            #   presentation time)
 
@@ -112,14 +117,16 @@ class LearningRule:
     def reset(self) -> None:
         pass
 
-    def step(self, pre: Tensor, post: Tensor | None) -> None:
+    def step(self, pre: Tensor, post: Tensor | None, rows: Tensor | None = None) -> None:
         raise NotImplementedError
 
-    def presentation(self, pre: Tensor, post: Tensor) -> None:
-        """Default: one :meth:`step` per time step (weights are not written in between)."""
+    def presentation(self, pre: Tensor, post: Tensor, rows: Tensor | None = None) -> None:
+        """Default: one :meth:`step` per time step (weights are not written in between). ``rows``: the input
+        indices ``pre`` covers (``pre [T, R, len(rows)]``; the other inputs did not spike)."""
+        pre = self.synapses.dense(pre, rows)
         for t in range(pre.shape[0]):
             p = post[t]
-            self.step(pre[t], p if bool(p.any()) else None)
+            self.step(pre[t], p if bool(p.any()) else None)  # dense already
 
     def end_presentation(self, steps: int) -> None:
         pass
@@ -154,7 +161,8 @@ class PairSTDP(LearningRule):
             self.x_pre.zero_()
             self.x_post.zero_()
 
-    def step(self, pre: Tensor, post: Tensor | None) -> None:
+    def step(self, pre: Tensor, post: Tensor | None, rows: Tensor | None = None) -> None:
+        pre = self.synapses.dense(pre, rows)
         self.x_pre.mul_(self.d_pre).masked_fill_(pre > 0, 1.0)
         self.x_post.mul_(self.d_post)
         if post is not None:
@@ -168,8 +176,10 @@ class PairSTDP(LearningRule):
         if dw is not None:
             self.synapses.add(dw)
 
-    def presentation(self, pre: Tensor, post: Tensor) -> None:
-        """All ``T`` steps at once: ``Δw = −ν_pre·Σ_t s_pre ⊗ x_post + ν_post·Σ_t x_pre ⊗ s_post``."""
+    def presentation(self, pre: Tensor, post: Tensor, rows: Tensor | None = None) -> None:
+        """All ``T`` steps at once: ``Δw = −ν_pre·Σ_t s_pre ⊗ x_post + ν_post·Σ_t x_pre ⊗ s_post``.
+
+        ``rows``: the inputs ``pre`` covers (the others did not spike); only those rows are depressed."""
         dw = self.synapses.new_delta()
         ev = torch.nonzero(post > 0)  # [K, 3]: (t, r, j)
         if ev.shape[0] or bool(self.x_post.any()):
@@ -177,15 +187,42 @@ class PairSTDP(LearningRule):
             cols = torch.nonzero(x_post.amax((0, 1)) > 0).flatten()
             if self.nu_pre and cols.numel():  # only the touched columns
                 xp = x_post.index_select(2, cols).permute(1, 0, 2)  # [R, T, k]
-                dep = torch.bmm(pre.permute(1, 2, 0).to(xp.dtype), xp)  # [R, in, k]
-                dw.index_add_(2, cols, dep, alpha=-self.nu_pre)
+                dep = torch.bmm(pre.permute(1, 2, 0).to(xp.dtype), xp)  # [R, A, k]
+                _put_block(dw, rows, cols, dep * -self.nu_pre)
             self.x_post.copy_(x_post[-1])
         if ev.shape[0] and self.nu_post:
-            t_last = int(ev[:, 0].max()) + 1
-            x_pre = trace_at(pre[:t_last], self.d_pre, self.x_pre)
-            potentiate(dw, ev, x_pre[ev[:, 0], ev[:, 1]], self.nu_post)
-        self.x_pre.copy_(trace_final(pre, self.d_pre, self.x_pre))
+            potentiate(dw, ev, pre_trace_at_events(pre, self.d_pre, self.x_pre, ev, rows), self.nu_post)
+        _set_final(self.x_pre, pre, self.d_pre, rows)
         self.synapses.add(dw)
+
+
+def _put_block(dw: Tensor, rows: Tensor | None, cols: Tensor, block: Tensor) -> None:
+    """``dw[:, rows, cols] += block`` (``rows`` None: all rows)."""
+    if rows is None:
+        dw.index_add_(2, cols, block)
+    else:
+        dw[:, rows.unsqueeze(1), cols.unsqueeze(0)] += block
+
+
+def pre_trace_at_events(pre: Tensor, decay: float, x0: Tensor, ev: Tensor, rows: Tensor | None) -> Tensor:
+    """Pre-synaptic traces (after the step's spikes) at post events ``ev = (t, r, j)``: ``[K, n_in]``."""
+    t_last = int(ev[:, 0].max()) + 1
+    if rows is None:
+        return trace_at(pre[:t_last], decay, x0)[ev[:, 0], ev[:, 1]]
+    out = x0[ev[:, 1]] * torch.exp((ev[:, :1] + 1).to(x0.dtype) * math.log(decay))  # inputs that never spiked
+    sub = trace_at(pre[:t_last], decay, x0.index_select(1, rows))[ev[:, 0], ev[:, 1]]  # [K, A]
+    out[:, rows] = sub
+    return out
+
+
+def _set_final(x: Tensor, spikes: Tensor, decay: float, rows: Tensor | None) -> None:
+    """Trace state after a presentation, in place (``rows``: the inputs ``spikes`` covers)."""
+    if rows is None:
+        x.copy_(trace_final(spikes, decay, x))
+        return
+    sub = trace_final(spikes, decay, x.index_select(1, rows))
+    x.mul_(decay ** spikes.shape[0])
+    x[:, rows] = sub
 
 
 @dataclass
@@ -221,7 +258,8 @@ class TripletSTDP(LearningRule):
             self.x_post1.zero_()
             self.x_post2.zero_()
 
-    def step(self, pre: Tensor, post: Tensor | None) -> None:
+    def step(self, pre: Tensor, post: Tensor | None, rows: Tensor | None = None) -> None:
+        pre = self.synapses.dense(pre, rows)
         self.x_pre.mul_(self.d_pre).masked_fill_(pre > 0, 1.0)
         self.x_post1.mul_(self.d_post1)
         self.x_post2.mul_(self.d_post2)
@@ -237,21 +275,24 @@ class TripletSTDP(LearningRule):
         if dw is not None:
             self.synapses.add(dw)
 
-    def presentation(self, pre: Tensor, post: Tensor) -> None:
-        """All ``T`` steps at once (the sums of :meth:`step` over the presentation)."""
-        x1 = trace_at(post, self.d_post1, self.x_post1, before=True)  # [T, R, out]
+    def presentation(self, pre: Tensor, post: Tensor, rows: Tensor | None = None) -> None:
+        """All ``T`` steps at once (the sums of :meth:`step` over the presentation); ``rows`` as in
+        :meth:`PairSTDP.presentation`."""
         dw = self.synapses.new_delta()
-        if self.nu_pre:
-            xp = x1.permute(1, 0, 2)  # [R, T, out]
-            dep = torch.bmm(pre.permute(1, 2, 0).to(xp.dtype), xp)
-            dw.add_(dep, alpha=-self.nu_pre)
+        if self.nu_pre and (bool(self.x_post1.any()) or bool(post.any())):
+            x1 = trace_at(post, self.d_post1, self.x_post1, before=True)  # [T, R, out]
+            dep = torch.bmm(pre.permute(1, 2, 0).to(x1.dtype), x1.permute(1, 0, 2))  # [R, A, out]
+            if rows is None:
+                dw.add_(dep, alpha=-self.nu_pre)
+            else:
+                dw[:, rows, :] = dep * -self.nu_pre
         ev = torch.nonzero(post > 0)
         if ev.shape[0] and self.nu_post:
             t_last = int(ev[:, 0].max()) + 1
-            x_pre = trace_at(pre[:t_last], self.d_pre, self.x_pre)
             x2 = trace_at(post[:t_last], self.d_post2, self.x_post2, before=True)
-            potentiate(dw, ev, x_pre[ev[:, 0], ev[:, 1]] * x2[ev[:, 0], ev[:, 1], ev[:, 2]].unsqueeze(1), self.nu_post)
-        self.x_pre.copy_(trace_final(pre, self.d_pre, self.x_pre))
+            xs = pre_trace_at_events(pre, self.d_pre, self.x_pre, ev, rows)
+            potentiate(dw, ev, xs * x2[ev[:, 0], ev[:, 1], ev[:, 2]].unsqueeze(1), self.nu_post)
+        _set_final(self.x_pre, pre, self.d_pre, rows)
         self.x_post1.copy_(trace_final(post, self.d_post1, self.x_post1))
         self.x_post2.copy_(trace_final(post, self.d_post2, self.x_post2))
         self.synapses.add(dw)

@@ -4,9 +4,10 @@ Both hold the input weights of ``R`` independent networks in the **crossbar layo
 (inputs on rows, neurons on columns) and share one interface, used by the rules
 (:mod:`algorithms.learning.rules`) and the networks:
 
-* ``read(spikes, ledger)`` — ``[R, M, in]`` input spikes (``M`` time steps or samples, each a read) →
-  ``[R, M, out]`` summed weights of the spiking rows, times the per-neuron input ``gain`` when the
-  normalisation is digital;
+* ``read(spikes, ledger, rows=None)`` — ``[R, M, in]`` input spikes (``M`` time steps or samples, each a
+  read) → ``[R, M, out]`` summed weights of the spiking rows, times the per-neuron input ``gain`` when the
+  normalisation is digital; with ``rows`` (indices of the inputs that may spike) the spikes are
+  ``[R, M, len(rows)]`` and only those rows are touched (event-driven: silent inputs are never read);
 * ``add(dw)`` — accumulate a weight change (weight units); ``flush(ledger)`` writes what was accumulated
   (software: add and clip to ``[w_min, w_max]``; device: pulses through ``MappedMatrix.update``);
 * ``switch(p, ledger)`` — signed switching probabilities of binary cells (``MappedMatrix.switch``), applied at once;
@@ -27,6 +28,16 @@ from torch import Tensor
 __all__ = ["Synapses", "TorchSynapses", "CrossbarSynapses", "NORMALISATIONS"]
 
 NORMALISATIONS = ("reprogram", "gain", "none")
+
+
+def _pairs(mask: Tensor) -> tuple[Tensor, Tensor]:
+    """The set columns of each row of ``mask [R, out]`` as a padded index ``[R, k]`` (``k`` = most per row)
+    and its validity mask."""
+    counts = mask.sum(1)
+    k = int(counts.max())
+    order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)[:, :k]
+    valid = torch.arange(k, device=mask.device).unsqueeze(0) < counts.unsqueeze(1)
+    return order, valid
 
 
 class Synapses:
@@ -74,10 +85,13 @@ class Synapses:
     def column_sums(self) -> Tensor:
         return self.weights().sum(1, keepdim=True)  # [R, 1, out]
 
+    def normalise_needed(self, mode: str) -> bool:
+        return mode == "gain" or bool(self.dirty.any())
+
     def normalise(self, total: float, mode: str = "reprogram", ledger=None) -> None:
         if mode not in NORMALISATIONS:
             raise ValueError(f"normalisation: got {mode!r}; allowed: {', '.join(NORMALISATIONS)}")
-        if mode == "none":
+        if mode == "none" or not self.normalise_needed(mode):
             return
         sums = self.column_sums()
         scale = torch.where(sums > 0, total / sums.clamp(min=1e-30), torch.ones_like(sums))
@@ -90,8 +104,16 @@ class Synapses:
     def weights(self) -> Tensor:
         raise NotImplementedError
 
-    def read(self, spikes: Tensor, ledger=None) -> Tensor:
+    def read(self, spikes: Tensor, ledger=None, rows: Tensor | None = None) -> Tensor:
         raise NotImplementedError
+
+    def dense(self, spikes: Tensor, rows: Tensor | None) -> Tensor:
+        """Spikes on the input ``rows`` → spikes on all inputs (last dimension ``n_pre``)."""
+        if rows is None:
+            return spikes
+        out = torch.zeros(*spikes.shape[:-1], self.n_pre, dtype=spikes.dtype, device=spikes.device)
+        out[..., rows] = spikes
+        return out
 
     def _apply(self, dw: Tensor, ledger) -> None:
         raise NotImplementedError
@@ -115,8 +137,9 @@ class TorchSynapses(Synapses):
     def weights(self) -> Tensor:
         return self.w
 
-    def read(self, spikes: Tensor, ledger=None) -> Tensor:
-        y = torch.bmm(spikes.to(self.dtype), self.w)
+    def read(self, spikes: Tensor, ledger=None, rows: Tensor | None = None) -> Tensor:
+        w = self.w if rows is None else self.w.index_select(1, rows)
+        y = torch.bmm(spikes.to(self.dtype), w)
         return y * self.gain if self.gain is not None else y
 
     def _apply(self, dw: Tensor, ledger) -> None:
@@ -168,6 +191,13 @@ class CrossbarSynapses(Synapses):
         self._w: Tensor | None = None
         self._rowg: Tensor | None = None
         self.pulses = 0.0  # total |pulses| applied
+        self.pulses_pos = 0.0  # potentiating (SET/LTP) pulses
+        self.pulses_neg = 0.0  # depressing (RESET/LTD) pulses
+
+    def _count(self, n: Tensor) -> None:
+        self.pulses_pos += float(n.clamp(min=0).sum())
+        self.pulses_neg += float((-n).clamp(min=0).sum())
+        self.pulses = self.pulses_pos + self.pulses_neg
 
     def _linear_read(self) -> bool:
         mm = self.mm
@@ -189,17 +219,18 @@ class CrossbarSynapses(Synapses):
             self._rowg = g.sum((-1, 2)).reshape(r, -1)[:, : self.n_pre].to(self.dtype)
         return self._rowg
 
-    def read(self, spikes: Tensor, ledger=None) -> Tensor:
+    def read(self, spikes: Tensor, ledger=None, rows: Tensor | None = None) -> Tensor:
         x = spikes.to(self.dtype)
         if not self.fast_read:
-            y = self.mm.matmul(x, ledger)
+            y = self.mm.matmul(self.dense(x, rows), ledger)
         else:
-            y = torch.bmm(x, self.weights())
+            w = self.weights()
+            y = torch.bmm(x, w if rows is None else w.index_select(1, rows))
             if ledger is not None:
-                self._account_read(x, ledger)
+                self._account_read(x, ledger, rows)
         return y * self.gain if self.gain is not None else y
 
-    def _account_read(self, x: Tensor, ledger) -> None:
+    def _account_read(self, x: Tensor, ledger, rows: Tensor | None = None) -> None:
         """The matrix's read bookkeeping (``MappedMatrix`` energy model) for the reads that drive any row."""
         from circuits.constants import int_add_energy_J
 
@@ -208,7 +239,10 @@ class CrossbarSynapses(Synapses):
         if n_reads == 0:
             return
         counts = x.sum(1)  # [R, in] spikes per row
-        e_array = mm.t_read_s * mm.v_read**2 * float((counts * self._row_conductance()).sum())
+        rowg = self._row_conductance()
+        if rows is not None:
+            rowg = rowg.index_select(1, rows)
+        e_array = mm.t_read_s * mm.v_read**2 * float((counts * rowg).sum())
         per_rep = n_reads / self.replicas
         t_read, t_conv = mm.mvm_latency_s()
         k = mm.coding.n_slices
@@ -221,39 +255,45 @@ class CrossbarSynapses(Synapses):
     # -- writes ---------------------------------------------------------------------------------
     def _apply(self, dw: Tensor, ledger) -> None:
         touched = (dw != 0).any(1)  # [R, out]
-        cols = torch.nonzero(touched.any(0)).flatten()
-        if cols.numel() == 0:
+        if not bool(touched.any()):
             return
         self.dirty |= touched
-        if not self.sliced or cols.numel() > self.n_post // 2:
+        pairs = _pairs(touched)
+        if not self.sliced or pairs[0].shape[1] > self.n_post // 2:
             n = self.mm.update(dw.transpose(1, 2), ledger=ledger, rounding=self.rounding)
-            self.pulses += float(n.abs().sum())
+            self._count(n)
             self._w = None
             self._rowg = None
             return
-        self._write_columns(dw, cols, ledger)
+        cols, valid = pairs
+        d = dw.transpose(1, 2)[self._ridx(cols), cols]  # [R, k, in]
+        self._write_columns(d, cols, valid, ledger)
 
-    def _write_columns(self, dw: Tensor, cols: Tensor, ledger) -> None:
-        """``MappedMatrix.update`` restricted to the output columns ``cols`` (one cell per weight)."""
+    def _ridx(self, cols: Tensor) -> Tensor:
+        return torch.arange(self.replicas, device=cols.device).unsqueeze(1).expand_as(cols)
+
+    def _write_columns(self, d: Tensor, cols: Tensor, valid: Tensor, ledger) -> None:
+        """``MappedMatrix.update`` restricted to output column ``cols[r, m]`` of replica ``r`` (one cell per
+        weight; ``valid`` marks the real entries of the padded ``[R, k]`` index); ``d`` ``[R, k, in]``."""
         from device_models.base import rand
 
         mm, xb, dev = self.mm, self.mm.crossbar, self.mm.device
         rows, opt, ti = mm.spec.rows, mm.out_per_tile, mm.n_tiles_in
-        r, k = self.replicas, cols.numel()
+        r, k = cols.shape
+        ridx = self._ridx(cols)
         to_idx, c_idx = cols // opt, cols % opt
         state = xb.state
 
         def sub(t: Tensor) -> Tensor:  # [R, ti, to, rows, cols] → [R, k, ti, rows]
-            return t[:, :, to_idx, :, c_idx].permute(1, 0, 2, 3)
+            return t[ridx, :, to_idx, :, c_idx]
 
         full = state.g.shape
         d2d = {key: sub(v) for key, v in state.d2d.items() if torch.is_tensor(v) and v.shape == full}
         sub_state = state.replace(g=sub(state.g), d2d={**state.d2d, **d2d}, t_write_s=None)
-        d = dw.index_select(2, cols)  # [R, in, k]
         pad = ti * rows - self.n_pre
         if pad:
-            d = torch.nn.functional.pad(d, (0, 0, 0, pad))
-        d = d.reshape(r, ti, rows, k).permute(0, 3, 1, 2).to(torch.float64)  # [R, k, ti, rows]
+            d = torch.nn.functional.pad(d, (0, pad))
+        d = (d * valid.unsqueeze(-1)).reshape(r, k, ti, rows).to(torch.float64)
         pos = d > 0
         step = torch.where(pos, dev.pulse_step(sub_state, +1), dev.pulse_step(sub_state, -1)).to(torch.float64) / mm.g_scale
         ok = step > 0
@@ -272,10 +312,11 @@ class CrossbarSynapses(Synapses):
         if not bool(written.any()):
             return
         new_sub, energy = dev.pulse(sub_state, n.to(sub_state.g.dtype), mm.generator)
-        # scatter the pulsed cells back into the array state
-        def put(full_t: Tensor, part: Tensor) -> Tensor:
+        rv, tv, cv = ridx[valid], to_idx[valid], c_idx[valid]
+
+        def put(full_t: Tensor, part: Tensor) -> Tensor:  # scatter the real entries back into the array
             out = full_t.clone()
-            out[:, :, to_idx, :, c_idx] = part.permute(1, 0, 2, 3).to(out.dtype)
+            out[rv, :, tv, :, cv] = part[valid].to(out.dtype)
             return out
 
         new_d2d = dict(state.d2d)
@@ -283,13 +324,13 @@ class CrossbarSynapses(Synapses):
             if key in d2d and v is not d2d[key]:
                 new_d2d[key] = put(state.d2d[key], v)
         new_state = state.replace(g=put(state.g, new_sub.g), d2d=new_d2d)
-        wmask = torch.zeros(full, dtype=torch.bool, device=state.g.device)
-        wmask[:, :, to_idx, :, c_idx] = written.permute(1, 0, 2, 3)
-        if hasattr(xb, "_stamp"):
-            new_state = xb._stamp(new_state, wmask)
+        if hasattr(xb, "_stamp") and (state.t_write_s is not None or getattr(dev, "drifts", dev.name == "pcm")):
+            wmask = torch.zeros(full, dtype=torch.bool, device=state.g.device)
+            wmask[rv, :, tv, :, cv] = written[valid]
+            new_state = xb._stamp(new_state, wmask)  # per-cell write times: the drift clock (PCM)
         xb.set_state(new_state)
         n_abs = n.abs()
-        self.pulses += float(n_abs.sum())
+        self._count(n)
         if ledger is not None:
             t_write = float(getattr(dev, "t_write_s", 0.0) or 0.0)
             # rows one after the other, the cells of a row in parallel, all arrays in parallel (as MappedMatrix)
@@ -299,18 +340,28 @@ class CrossbarSynapses(Synapses):
         # refresh the cached weights of the written columns ((G − G_ref)/g_scale, reference of the same row)
         g_now = dev.read(new_sub, xb.t_s, mm.generator).to(torch.float64)  # [R, k, ti, rows]
         if mm.coding.n_ref:  # the reference cell of the same row, in each column's own output tile
-            w_cols = g_now - xb.g[:, :, to_idx, :, mm.spec.cols - 1].permute(0, 2, 1, 3).to(torch.float64)
+            w_cols = g_now - xb.g[ridx, :, to_idx, :, mm.spec.cols - 1].to(torch.float64)
         else:
             w_cols = g_now - float(dev.g_min)
-        w_cols = (w_cols / mm.g_scale).reshape(r, k, ti * rows)[:, :, : self.n_pre].transpose(1, 2)
+        w_cols = (w_cols / mm.g_scale).reshape(r, k, ti * rows)[:, :, : self.n_pre]
         w = self.weights()
-        w[:, :, cols] = w_cols.to(w.dtype)
+        w.transpose(1, 2)[rv, cv + tv * opt] = w_cols[valid].to(w.dtype)
         self._rowg = None
 
     def _rescale(self, scale: Tensor, ledger) -> None:
-        w = self.weights()
-        dw = ((w * scale).clamp(self.w_min, self.w_max) - w) * self.dirty.unsqueeze(1)
-        self._apply(dw, ledger)
+        if not bool(self.dirty.any()):
+            return
+        cols, valid = _pairs(self.dirty)
+        ridx = self._ridx(cols)
+        w = self.weights().transpose(1, 2)[ridx, cols]  # [R, k, in]
+        sc = scale[:, 0, :][ridx, cols].unsqueeze(-1)
+        d = ((w * sc).clamp(self.w_min, self.w_max) - w) * valid.unsqueeze(-1)
+        if self.sliced and cols.shape[1] <= self.n_post // 2:
+            self._write_columns(d, cols, valid, ledger)
+        else:
+            dw = self.new_delta()
+            dw.transpose(1, 2)[ridx[valid], cols[valid]] = d[valid]
+            self._apply(dw, ledger)
         self.dirty.zero_()
 
     def switch(self, p: Tensor, ledger=None) -> None:

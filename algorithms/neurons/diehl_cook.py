@@ -12,7 +12,7 @@ Diehl & Cook, Front. Comput. Neurosci. 9:99 (2015), Eqs. 1–2 and the released 
     τ_e dv/dt = (v_rest − v) + g_e·(E_exc − v) + g_i·(E_inh − v)        τ_e = 100 ms
     dg_e/dt = −g_e/τ_ge (1 ms),  dg_i/dt = −g_i/τ_gi (2 ms)              (g in units of the leak conductance)
     spike when v > v_thresh + θ − θ_offset and not refractory;  v ← v_reset, θ ← θ + θ+
-    dθ/dt = −θ/τ_θ  (τ_θ = 1e7 ms)
+    dθ/dt = −θ/τ_θ  (τ_θ = 1e7 ms; applied once per presentation, see below)
 
 v_rest = v_reset = −65 mV, v_thresh = −52 mV, θ_offset = 20 mV, θ starts at 20 mV, θ+ = 0.05 mV,
 E_exc = 0, E_inh = −100 mV, refractory 5 ms (v held at v_reset); the layer starts at v_rest − 40 mV.
@@ -25,7 +25,7 @@ Current-based excitatory neuron (:class:`DiehlCookCurrentLIF`, ``mode: fast``)
 BindsNET 0.3.4 ``DiehlAndCookNodes`` (Hazan et al., Front. Neuroinform. 12:89, 2018): exact exponential
 leak and instantaneous voltage jumps, one step being::
 
-    v ← v_rest + (v − v_rest)·e^(−dt/τ);   θ ← θ·e^(−dt/τ_θ) (learning only)
+    v ← v_rest + (v − v_rest)·e^(−dt/τ)
     v ← v + x·[refrac ≤ 0];  refrac ← refrac − dt
     s = v ≥ v_thresh + θ;  refrac[s] ← t_ref;  v[s] ← v_reset;  θ ← θ + θ+·Σ_batch s (learning only)
     one_spike: of the neurons with s, one (uniformly at random) emits the spike
@@ -33,7 +33,8 @@ leak and instantaneous voltage jumps, one step being::
 (``x`` = Σ w over the input spikes, weights in mV: 1 weight unit = ``w_unit`` = 1 mV). As in BindsNET,
 every neuron above threshold is reset and adapts, but only the one picked emits a spike (the stand-in
 for fast winner-take-all inhibition). Defaults: rest −65 mV, reset −60 mV, thresh −52 mV, τ 100 ms,
-refractory 5 ms, θ+ 0.05 mV, τ_θ 1e7 ms.
+refractory 5 ms, θ+ 0.05 mV, τ_θ 1e7 ms. θ decays (learning only) once per presentation,
+``θ ← θ·e^(−T·dt/τ_θ)``: with τ_θ = 1e7 ms the per-step decay of both codes differs from it by < 1e-5 of θ.
 
 Inhibitory neuron (:class:`DiehlCookInhibitoryLIF`)
 ---------------------------------------------------
@@ -83,15 +84,14 @@ class DiehlCookState:
     g_e: Tensor | None = None
     g_i: Tensor | None = None
     busy: int = 0
+    thr: Tensor | None = None  # firing threshold v_thresh + θ (− θ_offset), kept with θ ([R, 1, N])
 
 
 def _pick_one(s: Tensor, generator: torch.Generator | None) -> Tensor:
     """Keep one spike per ``[r, b]`` row of ``s`` (uniformly among the set entries); BindsNET ``one_spike``."""
-    r = torch.rand(s.shape, generator=generator, device=s.device, dtype=torch.float32).to(s.dtype) * s
-    win = r.argmax(-1, keepdim=True)
-    out = torch.zeros_like(s)
-    out.scatter_(-1, win, 1.0)
-    return out * (s.amax(-1, keepdim=True) > 0)
+    r = torch.rand(s.shape, generator=generator, device=s.device, dtype=s.dtype) * s
+    win = r.argmax(-1, keepdim=True)  # rows without a spike pick index 0, where s is 0
+    return torch.zeros_like(s).scatter_(-1, win, s.gather(-1, win))
 
 
 def _steps(name: str, t_s: float, dt_s: float) -> int:
@@ -105,7 +105,12 @@ def _steps(name: str, t_s: float, dt_s: float) -> int:
 class DiehlCookCurrentLIF:
     """Current-based adaptive-threshold LIF (BindsNET ``DiehlAndCookNodes``; module docstring).
 
-    :meth:`step` takes the voltage jumps [V] of the step (input weights × ``w_unit`` plus inhibition).
+    :meth:`step` takes ``u``, the voltage input of the step **including the leak's rest term**,
+    ``u = x + v_rest·(1 − e^(−dt/τ))`` with ``x`` the voltage jumps [V] (input weights × ``w_unit`` plus
+    inhibition); :meth:`drive` forms it for a whole presentation at once. The leak then is
+    ``v ← v·e^(−dt/τ) + u`` (= ``v_rest + (v − v_rest)·e^(−dt/τ) + x``). During learning θ decays by
+    :meth:`decay_theta` once per presentation (``θ ← θ·e^(−T·dt/τ_θ)``; with τ_θ = 1e7 ms this differs from
+    BindsNET's per-step decay by < 1e-5 of θ).
     """
 
     dt_s: float = 1e-3
@@ -125,8 +130,7 @@ class DiehlCookCurrentLIF:
         for name in ("v_rest", "v_reset", "v_thresh", "refractory_s", "theta_plus"):
             _finite(name, getattr(self, name))
         self.decay = math.exp(-self.dt_s / self.tau_s)
-        self._c = self.v_rest * (1.0 - self.decay)
-        self.theta_decay = math.exp(-self.dt_s / self.tau_theta_s)
+        self.rest_term = self.v_rest * (1.0 - self.decay)
         self.refrac_steps = _steps("refractory_s", self.refractory_s, self.dt_s)
 
     def init_state(self, shape, device=None, dtype=torch.float32, theta: Tensor | None = None) -> DiehlCookState:
@@ -134,7 +138,8 @@ class DiehlCookCurrentLIF:
         r, _, n = shape
         v = torch.full(tuple(shape), self.v_rest, device=device, dtype=dtype)
         th = theta if theta is not None else torch.zeros(r, 1, n, device=device, dtype=dtype)
-        return DiehlCookState(v=v, refrac=torch.zeros(tuple(shape), device=device, dtype=dtype), theta=th)
+        return DiehlCookState(v=v, refrac=torch.zeros(tuple(shape), device=device, dtype=dtype), theta=th,
+                              thr=th + self.v_thresh)
 
     def reset(self, state: DiehlCookState) -> None:
         """Between samples (BindsNET ``reset_state_variables``): v at rest, refractory cleared, θ kept."""
@@ -142,32 +147,44 @@ class DiehlCookCurrentLIF:
         state.refrac.zero_()
         state.busy = 0
 
-    def step(self, x: Tensor | None, state: DiehlCookState, learning: bool = True,
+    def drive(self, x: Tensor) -> Tensor:
+        """``u = x + v_rest·(1 − e^(−dt/τ))`` for voltage jumps ``x`` [V] (any shape)."""
+        return x + self.rest_term
+
+    def decay_theta(self, state: DiehlCookState, steps: int) -> None:
+        """θ ← θ·e^(−steps·dt/τ_θ) (the decay of a presentation of ``steps`` steps, learning only)."""
+        state.theta.mul_(math.exp(-steps * self.dt_s / self.tau_theta_s))
+        state.thr = state.theta + self.v_thresh
+
+    def step(self, u: Tensor | None, state: DiehlCookState, learning: bool = True,
              generator: torch.Generator | None = None) -> tuple[Tensor | None, DiehlCookState]:
-        """One step; returns ``(spikes or None when no neuron spiked, state)``."""
+        """One step (``u``: see the class docstring; ``None``: no input); returns ``(spikes or None, state)``.
+
+        BindsNET order: leak, input unless refractory, refractory count down, threshold, reset and
+        θ += θ+ for **every** neuron above threshold, then (``one_spike``) one of them emits the spike.
+        """
         v = state.v
-        v.mul_(self.decay).add_(self._c)
-        if learning and self.theta_decay != 1.0:
-            state.theta.mul_(self.theta_decay)
+        v.mul_(self.decay)
         if state.busy > 0:
-            if x is not None:
-                v.add_(x * (state.refrac <= 0))
+            v.add_(torch.where(state.refrac <= 0, u, self.rest_term) if u is not None else self.rest_term)
             state.refrac.sub_(1.0)
             state.busy -= 1
-        elif x is not None:
-            v.add_(x)
-        s = (v - state.theta) >= self.v_thresh
-        if bool(s.any()):
-            state.refrac.masked_fill_(s, float(self.refrac_steps))
-            state.busy = self.refrac_steps + 1
-            v.masked_fill_(s, self.v_reset)
-            s = s.to(v.dtype)
-            if learning:
-                state.theta.add_(self.theta_plus * s.sum(1, keepdim=True))
-            if self.one_spike:
-                s = _pick_one(s, generator)
-            return s, state
-        return None, state
+        else:
+            v.add_(u if u is not None else self.rest_term)
+        s = v >= state.thr
+        if not bool(s.any()):
+            return None, state
+        state.refrac.masked_fill_(s, float(self.refrac_steps))
+        state.busy = self.refrac_steps + 1
+        v.masked_fill_(s, self.v_reset)
+        s = s.to(v.dtype)
+        if learning:
+            inc = s.sum(1, keepdim=True).mul_(self.theta_plus) if s.shape[1] > 1 else s * self.theta_plus
+            state.theta.add_(inc)
+            state.thr.add_(inc)
+        if self.one_spike:
+            s = _pick_one(s, generator)
+        return s, state
 
 
 @dataclass
@@ -205,17 +222,26 @@ class DiehlCookConductanceLIF:
         self.k = self.dt_s / self.tau_s
         self.ge_decay = 1.0 - self.dt_s / self.tau_ge_s
         self.gi_decay = 1.0 - self.dt_s / self.tau_gi_s
-        self.theta_decay = 1.0 - self.dt_s / self.tau_theta_s
         self.refrac_steps = _steps("refractory_s", self.refractory_s, self.dt_s)
 
     def init_state(self, shape, device=None, dtype=torch.float32, theta: Tensor | None = None) -> DiehlCookState:
         r, _, n = shape
         z = torch.zeros(tuple(shape), device=device, dtype=dtype)
         th = theta if theta is not None else torch.full((r, 1, n), self.theta_init, device=device, dtype=dtype)
-        return DiehlCookState(v=z + (self.v_rest + self.v_init_offset), refrac=z.clone(), theta=th, g_e=z.clone(), g_i=z.clone())
+        return DiehlCookState(v=z + (self.v_rest + self.v_init_offset), refrac=z.clone(), theta=th, g_e=z.clone(),
+                              g_i=z.clone(), thr=th + (self.v_thresh - self.theta_offset))
 
     def reset(self, state: DiehlCookState) -> None:
         """Nothing: the paper does not reset between examples (a 150 ms rest lets the state decay)."""
+
+    def drive(self, x: Tensor) -> Tensor:
+        """The input of :meth:`step` is the conductance increment itself."""
+        return x
+
+    def decay_theta(self, state: DiehlCookState, steps: int) -> None:
+        """θ ← θ·e^(−steps·dt/τ_θ), once per presentation (learning only; τ_θ = 1e7 ms ≫ a presentation)."""
+        state.theta.mul_(math.exp(-steps * self.dt_s / self.tau_theta_s))
+        state.thr = state.theta + (self.v_thresh - self.theta_offset)
 
     def step(self, x: Tensor | None, state: DiehlCookState, learning: bool = True,
              generator: torch.Generator | None = None, inhibition: Tensor | None = None) -> tuple[Tensor | None, DiehlCookState]:
@@ -227,18 +253,16 @@ class DiehlCookConductanceLIF:
         gi.mul_(self.gi_decay)
         if inhibition is not None:
             gi.add_(inhibition)
-        if learning:
-            state.theta.mul_(self.theta_decay)
         dv = (self.v_rest - v) + ge * (self.e_exc - v) + gi * (self.e_inh - v)
         if state.busy > 0:
             free = state.refrac <= 0
             v.add_(dv * (self.k * free))
             state.refrac.sub_(1.0)
             state.busy -= 1
-            s = ((v - state.theta) > self.v_thresh - self.theta_offset) & free
+            s = (v > state.thr) & free
         else:
             v.add_(dv * self.k)
-            s = (v - state.theta) > self.v_thresh - self.theta_offset
+            s = v > state.thr
         if bool(s.any()):
             state.refrac.masked_fill_(s, float(self.refrac_steps))
             state.busy = self.refrac_steps + 1
@@ -246,6 +270,7 @@ class DiehlCookConductanceLIF:
             s = s.to(v.dtype)
             if learning:
                 state.theta.add_(self.theta_plus * s.sum(1, keepdim=True))
+                state.thr = state.theta + (self.v_thresh - self.theta_offset)
             return s, state
         return None, state
 
@@ -299,6 +324,17 @@ class DiehlCookInhibitoryLIF:
         if n > 0:
             state.v.sub_(self.v_rest).mul_(self.decay**n).add_(self.v_rest)
             state.refrac.sub_(float(n))
+
+    def step_after(self, x: Tensor, state: DiehlCookState, n: int) -> tuple[Tensor, DiehlCookState]:
+        """Current-based: ``n`` input-free steps (:meth:`advance`) then one step with input ``x`` [V], fused."""
+        v = state.v
+        v.sub_(self.v_rest).mul_(self.decay ** (n + 1)).add_(self.v_rest)
+        state.refrac.sub_(float(n + 1))
+        v.add_(torch.where(state.refrac <= -1.0, x, 0.0))  # not refractory before this step's count-down
+        s = v >= self.v_thresh
+        state.refrac.masked_fill_(s, float(self.refrac_steps))
+        v.masked_fill_(s, self.v_reset)
+        return s.to(v.dtype), state
 
     def step(self, x: Tensor | None, state: DiehlCookState) -> tuple[Tensor, DiehlCookState]:
         v = state.v

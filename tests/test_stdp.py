@@ -1,0 +1,301 @@
+"""STDP (Diehl & Cook 2015) on plastic crossbars: rule equations, neurons, crossbar = reference, energy, learning."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from algorithms.base import Hardware
+from algorithms.learning import (
+    CrossbarSynapses,
+    DiehlCookConfig,
+    DiehlCookNetwork,
+    PairSTDP,
+    TorchSynapses,
+    TripletSTDP,
+    assign_labels,
+    init_weights,
+    trace_at,
+    vote,
+)
+from algorithms.neurons import DiehlCookConductanceLIF, DiehlCookCurrentLIF
+from algorithms.registry import get_algorithm
+from algorithms.stdp import receptive_field_similarity
+from circuits import ADC, DAC, CrossbarSpec, EnergyLedger, MappedMatrix
+from device_models import PCM, IdealDevice
+
+torch.set_num_threads(1)
+
+
+def _images(n, n_in=784, seed=0, dtype=torch.float32):
+    """Sparse random 'images' in [0, 1] (≈ MNIST's 19 % lit pixels)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, n_in, generator=g, dtype=dtype) * (torch.rand(n, n_in, generator=g, dtype=dtype) < 0.2)
+
+
+def _chip(w0, device, dtype=torch.float64, seed=3, **spec):
+    r = w0.shape[0]
+    return MappedMatrix(w0.transpose(1, 2).contiguous(), device, spec=CrossbarSpec(scheme="unipolar", **spec),
+                        dac=DAC(mode="spikes"), adc=ADC(bits=None),
+                        generator=[torch.Generator().manual_seed(seed + k) for k in range(r)], dtype=dtype,
+                        w_max=1.0, replicas=r)
+
+
+# -- rule equations -------------------------------------------------------------------------------
+def test_trace_matches_the_recursion():
+    g = torch.Generator().manual_seed(1)
+    s = (torch.rand(40, 2, 5, generator=g) < 0.2).double()
+    x0 = torch.rand(2, 5, generator=g, dtype=torch.float64)
+    d = math.exp(-1 / 20)
+    x = x0.clone()
+    after, before = [], []
+    for t in range(40):
+        x = x * d
+        before.append(x.clone())
+        x = torch.where(s[t] > 0, torch.ones_like(x), x)
+        after.append(x.clone())
+    assert torch.allclose(trace_at(s, d, x0), torch.stack(after), atol=1e-14)
+    assert torch.allclose(trace_at(s, d, x0, before=True), torch.stack(before), atol=1e-14)
+
+
+def _bind(rule, n_in=3, n_out=2, replicas=1):
+    syn = TorchSynapses(torch.full((replicas, n_in, n_out), 0.5, dtype=torch.float64))
+    return rule.bind(syn), syn
+
+
+def _spikes(t_steps, n, times):
+    s = torch.zeros(t_steps, 1, n, dtype=torch.float64)
+    for t, i in times:
+        s[t, 0, i] = 1.0
+    return s
+
+
+@pytest.mark.parametrize("bulk", [False, True])
+def test_pair_rule_hand_made_pairs(bulk):
+    """PostPre: pre at 2, post at 5 → +ν_post·e^(−3/20); post at 2, pre at 5 → −ν_pre·e^(−3/20) (dt 1 ms, τ 20 ms)."""
+    rule, syn = _bind(PairSTDP(nu_pre=1e-4, nu_post=1e-2, dt_s=1e-3))
+    pre = _spikes(10, 3, [(2, 0), (5, 1)])
+    post = _spikes(10, 2, [(5, 0), (2, 1)])
+    if bulk:
+        rule.presentation(pre, post)
+    else:
+        for t in range(10):
+            rule.step(pre[t], post[t] if bool(post[t].any()) else None)
+    dw = syn.pending[0]
+    e = math.exp(-3 / 20)
+    assert dw[0, 0] == pytest.approx(1e-2 * e, rel=1e-12)  # pre 0 (t=2) → post 0 (t=5): LTP
+    assert dw[1, 1] == pytest.approx(-1e-4 * e, rel=1e-12)  # post 1 (t=2) → pre 1 (t=5): LTD
+    # same-step pre 1 / post 0 at t=5: +ν_post·1 (pre trace set first) − ν_pre·1 (post trace set first)
+    assert dw[1, 0] == pytest.approx(1e-2 - 1e-4, rel=1e-12)
+    assert dw[0, 1] == pytest.approx(1e-2 - 1e-4, rel=1e-12)  # pre 0 and post 1 both at t=2
+    assert float(dw[2].abs().sum()) == 0.0  # input 2 never spiked
+
+
+@pytest.mark.parametrize("bulk", [False, True])
+def test_triplet_rule_hand_made_triplet(bulk):
+    """Diehl & Cook code: pre at 0, post at 4 and 10 (dt 0.5 ms): the first post spike has no earlier post spike
+    (x_post2 = 0: no LTP); the second potentiates ν_post·x_pre·x_post2 = ν_post·e^(−5/20 ms)·e^(−3/40 ms);
+    a pre spike at 12 depresses by ν_pre·x_post1 = ν_pre·e^(−1/20 ms)."""
+    rule, syn = _bind(TripletSTDP(nu_pre=1e-4, nu_post=1e-2, dt_s=0.5e-3), n_in=1, n_out=1)
+    pre = _spikes(14, 1, [(0, 0), (12, 0)])
+    post = _spikes(14, 1, [(4, 0), (10, 0)])
+    if bulk:
+        rule.presentation(pre, post)
+    else:
+        for t in range(14):
+            rule.step(pre[t], post[t] if bool(post[t].any()) else None)
+    expected = 1e-2 * math.exp(-10 * 0.5 / 20) * math.exp(-6 * 0.5 / 40) - 1e-4 * math.exp(-2 * 0.5 / 20)
+    assert float(syn.pending[0, 0, 0]) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("cls", [PairSTDP, TripletSTDP])
+def test_presentation_equals_the_sum_of_steps(cls):
+    """The bulk form (``write_every: image``) sums exactly what the per-step form emits, traces included,
+    also with the event-driven input subset ``rows``."""
+    g = torch.Generator().manual_seed(2)
+    pre = (torch.rand(60, 2, 12, generator=g) < 0.15).double()
+    post = (torch.rand(60, 2, 4, generator=g) < 0.05).double()
+    rows = torch.tensor([1, 3, 4, 8, 11])
+    pre_rows = pre.clone()
+    pre_rows[:, :, [i for i in range(12) if i not in rows.tolist()]] = 0.0
+    a, sa = _bind(cls(dt_s=1e-3), 12, 4, replicas=2)
+    b, sb = _bind(cls(dt_s=1e-3), 12, 4, replicas=2)
+    for name in [k for k in vars(a) if k.startswith("x_")]:  # the same non-zero traces carried in
+        x0 = torch.rand(getattr(a, name).shape, generator=g, dtype=torch.float64)
+        getattr(a, name).copy_(x0)
+        getattr(b, name).copy_(x0)
+    for t in range(60):
+        a.step(pre_rows[t], post[t] if bool(post[t].any()) else None)
+    b.presentation(pre_rows[:, :, rows], post, rows)
+    assert torch.allclose(sa.pending, sb.pending, atol=1e-15)
+    for name in [k for k in vars(a) if k.startswith("x_")]:
+        assert torch.allclose(getattr(a, name), getattr(b, name), atol=1e-15), name
+
+
+# -- neurons --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cls", [DiehlCookCurrentLIF, DiehlCookConductanceLIF])
+def test_adaptive_threshold_rises_by_theta_plus_and_decays(cls):
+    n = cls()
+    st = n.init_state((1, 1, 3), dtype=torch.float64)
+    theta0 = st.theta.clone()
+    big = torch.tensor([[[1.0, 0.0, 0.0]]], dtype=torch.float64)  # 1 V jump / 1 leak unit: fires at once
+    spikes = 0
+    for _ in range(40):
+        s, st = n.step(n.drive(big) if cls is DiehlCookCurrentLIF else big * 50, st, learning=True)
+        spikes += 0 if s is None else int(s[0, 0, 0])
+    assert spikes >= 3
+    assert float(st.theta[0, 0, 0] - theta0[0, 0, 0]) == pytest.approx(spikes * n.theta_plus, rel=1e-9)
+    assert torch.equal(st.theta[0, 0, 1:], theta0[0, 0, 1:])  # silent neurons keep θ
+    before = st.theta.clone()
+    steps = round(n.tau_theta_s / n.dt_s)  # one τ_θ
+    n.decay_theta(st, steps)
+    assert torch.allclose(st.theta, before * math.exp(-1.0), rtol=1e-12)
+    # learning off: θ frozen
+    st2 = n.init_state((1, 1, 3), dtype=torch.float64)
+    for _ in range(40):
+        n.step(n.drive(big) if cls is DiehlCookCurrentLIF else big * 50, st2, learning=False)
+    assert torch.equal(st2.theta, theta0)
+
+
+def test_current_lif_is_bindsnet_leak():
+    """Between inputs v relaxes to rest with τ = 100 ms exactly (``v ← rest + (v − rest)·e^(−dt/τ)``)."""
+    n = DiehlCookCurrentLIF()
+    st = n.init_state((1, 1, 1), dtype=torch.float64)
+    st.v.fill_(-0.060)
+    for _ in range(50):
+        n.step(None, st)
+    assert float(st.v) == pytest.approx(-0.065 + 0.005 * math.exp(-50e-3 / 0.1), abs=1e-15)
+
+
+# -- the crossbar network equals the software reference ----------------------------------------------
+@pytest.mark.parametrize("mode,write_every,n_img", [("fast", "image", 20), ("fast", "step", 2), ("paper", "image", 2)])
+def test_crossbar_network_equals_torch_reference(mode, write_every, n_img):
+    """Ideal device, lossless readout, continuous writes: same spikes and weights within 1e-6 after the images."""
+    cfg = DiehlCookConfig.preset(mode, n_neurons=12, write_every=write_every)
+    w0 = init_weights(cfg, 784, 2, torch.Generator().manual_seed(1), dtype=torch.float64)
+    ref = DiehlCookNetwork(cfg, TorchSynapses(w0.clone()), torch.Generator().manual_seed(5))
+    mm = _chip(w0, IdealDevice())
+    hw = DiehlCookNetwork(cfg, CrossbarSynapses(mm, rounding="none"), torch.Generator().manual_seed(5))
+    x = _images(n_img, dtype=torch.float64)
+    total = 0.0
+    for i in range(n_img):
+        c_ref = ref.present(x[i])
+        c_hw = hw.present(x[i], ledger=EnergyLedger())
+        assert torch.equal(c_ref, c_hw), f"image {i}"
+        total += float(c_ref.sum())
+    assert total > 0
+    w_chip = mm.weights().transpose(1, 2)
+    assert torch.allclose(ref.syn.weights(), w_chip, atol=1e-6, rtol=0)
+    assert not torch.allclose(w0, w_chip, atol=1e-3)  # it learned
+
+
+def test_fast_read_equals_the_matrix_read_path():
+    """The linear shortcut ``spikes @ weights()`` equals ``MappedMatrix.matmul`` and charges the same array energy."""
+    cfg = DiehlCookConfig.preset("fast", n_neurons=10)
+    w0 = init_weights(cfg, 784, 2, torch.Generator().manual_seed(1), dtype=torch.float64)
+    mm = _chip(w0, IdealDevice(g_min=1e-7))
+    fast, slow = CrossbarSynapses(mm), CrossbarSynapses(mm, fast_read=False)
+    assert fast.fast_read
+    x = (torch.rand(2, 30, 784, generator=torch.Generator().manual_seed(0), dtype=torch.float64) < 0.05).double()
+    la, lb = EnergyLedger(), EnergyLedger()
+    assert torch.allclose(fast.read(x, la), slow.read(x, lb), rtol=1e-9, atol=1e-12)
+    assert la.by_component()["array"] == pytest.approx(lb.by_component()["array"], rel=1e-9)
+    rows = torch.nonzero(x.amax((0, 1)) > 0).flatten()
+    assert torch.allclose(fast.read(x[..., rows], None, rows), fast.read(x), atol=1e-12)
+
+
+# -- energy ---------------------------------------------------------------------------------------
+def test_write_energy_is_pulses_times_energy_per_pulse():
+    """A 4×3 layer on PCM (noise-free pulses): Δw of hand-chosen whole numbers of local steps → exactly those
+    SET pulses, energy e_set per pulse, and the same as ``MappedMatrix.update``."""
+    dev = PCM(pulse_noise_scale=0.0, prog_noise_scale=0.0, read_noise_scale=0.0, drift_scale=0.0)
+    w0 = torch.full((1, 4, 3), 0.2, dtype=torch.float64)
+    n_hand = torch.tensor([[[1, 0, 2], [0, 3, 0], [1, 1, 0], [0, 0, 4]]], dtype=torch.float64)  # [R, in, out]
+    syns = []
+    for _ in range(2):
+        mm = _chip(w0, dev, rows=8, cols=8)
+        syn = CrossbarSynapses(mm, rounding="nearest")
+        step = mm.pulse_step_w(+1).transpose(1, 2)  # weight change of one SET pulse per cell
+        syns.append((mm, syn, n_hand * step))
+    (mm_a, syn_a, dw), (mm_b, _, dw_b) = syns
+    led_a, led_b = EnergyLedger(), EnergyLedger()
+    syn_a.add(dw)
+    syn_a.flush(led_a)
+    n_b = mm_b.update(dw_b.transpose(1, 2), led_b, rounding="nearest")
+    assert syn_a.pulses_pos == float(n_hand.sum()) == float(n_b.sum()) == 12
+    e = led_a.by_component()["write"]
+    assert e == pytest.approx(12 * dev.e_set, rel=1e-12)
+    assert e == pytest.approx(led_b.by_component()["write"], rel=1e-12)
+    assert torch.allclose(mm_a.weights(), mm_b.weights(), atol=1e-12)
+    assert torch.allclose(syn_a.weights(), mm_a.weights().transpose(1, 2), atol=1e-12)  # cached columns
+
+
+def test_gain_normalisation_writes_nothing_reprogram_does():
+    """Column sum 78.4 as a digital gain: no normalisation writes; as reprogramming: writes with energy."""
+    x = _images(3)
+    res = {}
+    for mode in ("gain", "reprogram"):
+        cfg = DiehlCookConfig.preset("fast", n_neurons=8, normalisation=mode, nu_pre=0.0, nu_post=0.0)
+        w0 = init_weights(cfg, 784, 1, torch.Generator().manual_seed(1), dtype=torch.float64)
+        dev = PCM(pulse_noise_scale=0.0, prog_noise_scale=0.0, read_noise_scale=0.0, drift_scale=0.0)
+        syn = CrossbarSynapses(_chip(w0, dev))
+        net = DiehlCookNetwork(cfg, syn, torch.Generator().manual_seed(0))
+        led = EnergyLedger()
+        for i in range(3):
+            net.present(x[i], ledger=led)
+        res[mode] = (led.by_component().get("write", 0.0), syn)
+    assert res["gain"][0] == 0.0 and res["gain"][1].pulses == 0
+    sums = (res["gain"][1].weights() * res["gain"][1].gain).sum(1)
+    assert torch.allclose(sums, torch.full_like(sums, 78.4), rtol=1e-9)
+    assert res["reprogram"][0] > 0 and res["reprogram"][1].pulses > 0
+
+
+# -- readout --------------------------------------------------------------------------------------
+def test_assignment_and_vote_by_hand():
+    counts = torch.tensor([[[5.0, 0, 1], [0, 3, 0], [4, 0, 0], [0, 1, 0]]])  # [R=1, n=4, N=3]
+    labels = torch.tensor([0, 1, 0, 1])
+    a = assign_labels(counts, labels, 3)
+    assert a.tolist() == [[0, 1, 0]]  # neuron 2 fires for class 0 only (mean 0.5 vs 0)
+    sc = vote(torch.tensor([[[1.0, 4.0, 3.0]]]), a, 3)
+    assert sc[0, 0].tolist() == [2.0, 4.0, 0.0]  # class 0: mean of neurons 0 and 2; class 2: none assigned
+    never = assign_labels(torch.zeros(1, 4, 3), labels, 3)
+    assert never.tolist() == [[-1, -1, -1]]
+
+
+# -- the algorithm ----------------------------------------------------------------------------------
+def test_registry_params_and_errors():
+    cls = get_algorithm("stdp")
+    p = cls.make_params(n_neurons=10, mode="paper")
+    assert p.n_neurons == 10 and p.mode == "paper"
+    with pytest.raises(ValueError, match="algorithm.mode"):
+        cls(cls.make_params(mode="slow"), Hardware(device=IdealDevice()))
+    with pytest.raises(ValueError, match="algorithm.bogus"):
+        cls.make_params(bogus=1)
+    with pytest.raises(ValueError, match="rounding"):
+        CrossbarSynapses(_chip(torch.rand(1, 8, 2, dtype=torch.float64) * 0.3, PCM()), rounding="none")
+
+
+def test_short_mnist_run_learns(mnist_dir, tmp_path):
+    """300 MNIST images on a crossbar (ideal device): accuracy well above chance (10 %), distinct receptive fields."""
+    from xbarsim.datasets import load_mnist
+
+    d = load_mnist(mnist_dir)
+    d.x_train, d.y_train = d.x_train[:300], d.y_train[:300]
+    cls = get_algorithm("stdp")
+    alg = cls(cls.make_params(n_neurons=30, eval_batch=150),
+              Hardware(device=IdealDevice(), adc=ADC(bits=None), generator=torch.Generator().manual_seed(0)))
+    led = EnergyLedger()
+    alg.fit(d, led)
+    rows = alg.evaluate(d.x_test[:300], d.y_test[:300], 0.0)
+    r = rows[0]
+    assert r["accuracy"] > 0.3, r["accuracy"]
+    assert len(set(alg.assignments()[0].tolist()) - {-1}) >= 5
+    assert r["rf_similarity"] < 0.5
+    assert receptive_field_similarity(alg.weights()[0]) == pytest.approx(r["rf_similarity"])
+    assert r["energy_per_inference_J"] > 0 and led.by_component()["array"] > 0
+    assert alg.columns()["images_per_s"] > 0
+    pytest.importorskip("matplotlib")
+    path = alg.plot_receptive_fields(tmp_path / "rf.png")
+    assert path.exists() and path.stat().st_size > 1000
