@@ -127,7 +127,7 @@ def train_bptt(snn: SpikingNetwork, x: Tensor, y: Tensor, timesteps: int, surrog
             opt.step()
             if hardware and reprogram:
                 net.program_weights(recalibrate=False)
-            total += float(loss) * idx.numel()
+            total += float(loss.detach()) * idx.numel()
             count += idx.numel()
         losses.append(total / max(count, 1))
     for p in params:
