@@ -80,6 +80,8 @@ class StochasticSTDPAlgorithm(STDPAlgorithm):
         p_init: float = param(0.1, description="probability that an element starts ON", ge=0, le=1)
         t_pulse_s: float | None = param(None, description="device mode: write pulse width (null: the device's "
                                         "t_write_s)", unit="s", gt=0, nullable=True)
+        read_before_write: bool = param(False, description="device mode: the driver reads each selected cell and pulses "
+                                        "only those not already in the target state (read energy charged)")
         current_scale: float = param(1.0, description="device mode: factor on the nominal-calibrated write current "
                                      "(≠ 1: a miscalibrated driver)", gt=0)
         normalisation: str = param("none", description="none, or gain (digital per-neuron input gain to norm_total; "
@@ -134,7 +136,7 @@ class StochasticSTDPAlgorithm(STDPAlgorithm):
                              device=hw.device if p.synapse == "device" else None, element_scales=p.element_scales,
                              w_min=0.0, w_max=p.w_max, p_init=p.p_init, t_pulse_s=p.t_pulse_s,
                              current_scale=p.current_scale, generator=gen, dtype=hw.dtype, name="stochastic_stdp_input",
-                             ledger=self._train_ledger)
+                             ledger=self._train_ledger, read_before_write=p.read_before_write)
         self.syn = syn
         return syn, gen
 

@@ -252,3 +252,24 @@ def test_stt_energy_uses_the_state_before_each_pulse(gen):
     want = n * t * (i1**2 * dev.r_p * (1 + dev.tmr) + i2**2 * dev.r_p)
     assert led.total_J() == pytest.approx(want, rel=1e-9)
     assert _within_binomial(syn.on_fraction().mean().item(), 0.5, n)
+
+
+def test_read_before_write_skips_settled_cells(gen):
+    dev = _no_spread(STTMTJ)
+    syn = BinarySynapses(1, 4, 2, mode="device", device=dev, p_init=0.0, generator=gen, dtype=torch.float64,
+                         read_before_write=True)
+    syn.force(False)
+    led = EnergyLedger()
+    syn.switch(torch.full((1, 4, 2), -0.5, dtype=torch.float64), led)  # towards OFF on OFF cells: no pulse
+    assert syn.attempts == 0 and led.by_component().get("write", 0.0) == 0.0
+    e_read = led.by_component()["array"]  # the 8 verify reads of AP cells at v_read
+    g_ap_read = dev.g_p / (1 + dev.tmr_at(dev.v_read))
+    assert e_read == pytest.approx(8 * dev.t_read_s * dev.v_read**2 * g_ap_read, rel=1e-9)
+    p = torch.zeros(1, 4, 2, dtype=torch.float64)
+    p[0, :, 0] = 0.3
+    syn.states[0] = dev._with_bits(syn.states[0], torch.tensor([[[True, False, True, False], [False] * 4]]))
+    led = EnergyLedger()
+    syn.switch(p, led)  # column 0: two cells already ON are skipped, two OFF cells get a pulse
+    assert syn.attempts == 2
+    i = dev.current_for_probability(0.3, dev.t_write_s)
+    assert led.by_component()["write"] == pytest.approx(2 * i**2 * dev.r_p * (1 + dev.tmr) * dev.t_write_s, rel=1e-9)

@@ -247,13 +247,16 @@ class BinarySynapses(Synapses):
         nominal-calibrated current (1: calibrated; ≠ 1: a miscalibrated driver or a current sweep).
     ledger:
         Default ledger for the write and read energy (the network sets it to its training ledger).
+    read_before_write:
+        The write driver reads each selected cell first (read energy charged) and pulses only cells not
+        already in the target state; otherwise every attempt is a pulse (failed or not, it costs energy).
     """
 
     def __init__(self, replicas: int, n_pre: int, n_post: int, *, mode: str = "bernoulli", device: Device | None = None,
                  element_scales=(1.0,), w_min: float = 0.0, w_max: float = 1.0, p_init: float = 0.1,
                  t_pulse_s: float | None = None, current_scale: float = 1.0, p_max: float = 1.0 - 1e-6,
                  generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32, name: str = "synapses",
-                 ledger=None):
+                 ledger=None, read_before_write: bool = False):
         if mode not in SYNAPSE_MODES:
             raise ValueError(f"synapse: got {mode!r}; allowed: {', '.join(SYNAPSE_MODES)}")
         scales = [float(x) for x in element_scales]
@@ -272,6 +275,7 @@ class BinarySynapses(Synapses):
         super().__init__(replicas, n_pre, n_post, w_min, w_max, gen.device, dtype)
         self.mode, self.cell, self.scales, self.k = mode, device, scales, len(scales)
         self.generator, self.name, self.ledger = gen, name, ledger
+        self.read_before_write = bool(read_before_write)
         self.current_scale, self.p_max = float(current_scale), float(p_max)
         self.t_pulse_s = float(t_pulse_s if t_pulse_s is not None else getattr(device, "t_write_s", 1e-8))
         _check("t_pulse_s", self.t_pulse_s, 0.0, lo_open=True)
@@ -394,7 +398,7 @@ class BinarySynapses(Synapses):
         ucols = cols[last_of_seg]
         sign = p > 0
         wd = torch.float64
-        energy, n_att = 0.0, 0.0
+        energy, n_att, read_e, n_checks = 0.0, 0.0, 0.0, 0.0
         for m, sc in enumerate(self.scales):
             pm = (p.abs().to(wd) * sc).clamp(max=self.p_max)
             att = pm > 0
@@ -424,11 +428,21 @@ class BinarySynapses(Synapses):
             before = torch.cat([init[:1], after[:-1]])
             before = torch.where(new_seg.unsqueeze(1), init, before)
             self.switches += float((after != before).sum())
+            if self.read_before_write:
+                # a pulse towards the state the cell is already in changes nothing: the driver reads first
+                # and skips it (the state trajectory is the same; only pulses and energy differ)
+                n_att -= float((att & (before == sign)).sum())
+                att = att & (before != sign)
             if self.mode == "device":
                 g_p = d2d["g_p"].to(wd)
                 g_before = torch.where(before, g_p, g_p / (1.0 + self.cell.tmr))
-                e = i_abs * i_abs * self.cell.write_resistance(g_before) * self.t_pulse_s
+                e = torch.where(att, i_abs * i_abs * self.cell.write_resistance(g_before) * self.t_pulse_s, 0.0)
                 energy += float(e.sum())
+                if self.read_before_write:
+                    checks = pm > 0
+                    g_read = torch.where(before, g_p, g_p / (1.0 + self.cell.tmr_at(self.v_read)))
+                    read_e += float((checks * g_read).sum()) * self.t_read_s * self.v_read**2
+                    n_checks += float(checks.sum())
                 new_bits = b_all.clone()
                 new_bits.index_copy_(0, ucols, after[last_of_seg])
                 self.states[m] = self.cell._with_bits(st, new_bits.view(st.g.shape))
@@ -439,6 +453,8 @@ class BinarySynapses(Synapses):
         led = ledger if ledger is not None else self.ledger
         if led is not None and self.mode == "device":
             led.add(self.name, "write", energy, events=n_att)
+            if n_checks:
+                led.add(self.name, "array", read_e, events=n_checks)
         self._w = None
 
     def read_disturb(self, reads_per_row: Tensor) -> None:
