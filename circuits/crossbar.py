@@ -188,27 +188,81 @@ class Crossbar:
         self.state = self._stamp(new, mask)
         self._changed()
 
-    def pulse(self, n_pulses: Tensor, mask: Tensor | None = None) -> Tensor:
-        """Apply signed pulse counts per cell through the device's ``pulse``; returns the write energy [J] (0-d)."""
-        mask = self._cells(mask)
-        n = torch.as_tensor(n_pulses, device=self.torch_device)
-        state, energy = self.device.pulse(self.state, n, self.generator, mask=mask)
-        written = n != 0 if mask is None else (n != 0) & mask
-        self.state = self._stamp(state, written.expand(self.stack + (self.rows, self.cols)))
+    def _write(self, op, x: Tensor, mask: Tensor | None) -> Tensor:
+        """Apply a device write ``op(state, x, mask, generator) -> (state, energy)`` with per-cell values ``x``.
+
+        Event-driven: a chip that writes at most a quarter of its cells has only those cells gathered,
+        written (the device draws its random numbers for exactly those cells) and scattered back;
+        otherwise the device writes the whole array. Stacked chips (a ``GeneratorStack``) make the same
+        choice chip by chip — in one batched call when all chips write the whole array or all write the
+        same cells, else one call per chip — so they stay equal to chips built one by one.
+        """
+        full = self.stack + (self.rows, self.cols)
+        x = torch.as_tensor(x, device=self.torch_device).expand(full)
+        written = x != 0 if mask is None else (x != 0) & mask
+        gens = self.generator
+        if not isinstance(gens, GeneratorStack):
+            state, energy = self._write_chip(op, self.state, x, written, mask, gens, 0)
+        else:
+            flat = written.flatten(1)
+            counts = flat.sum(-1).tolist()
+            limit = flat.shape[-1] // 4
+            dense_all = all(c > limit for c in counts)
+            same = all(c <= limit for c in counts) and bool((flat == flat[0]).all())
+            if dense_all or same:
+                state, energy = self._write_chip(op, self.state, x, written, mask, gens, 1)
+            else:  # chip by chip, each exactly as a chip built alone
+                st = self.state
+                parts, energy = [], 0.0
+                for r, g in enumerate(gens):
+                    sub = _chip(st, r, full)
+                    new, e = self._write_chip(op, sub, x[r], written[r], None if mask is None else mask[r], g, 0)
+                    parts.append(new)
+                    energy = energy + e
+                state = _stack_chips(st, parts, full)
+        self.state = self._stamp(state, written)
         self._changed()
         return energy
+
+    def _write_chip(self, op, st: DeviceState, x: Tensor, written: Tensor, mask, gen, lead: int):
+        """One (or a stack of identically written) chip(s): gather the written cells when few."""
+        shape = tuple(st.g.shape)
+        flat = written.flatten(lead)
+        first = flat if lead == 0 else flat[0]
+        if int(first.sum()) > flat.shape[-1] // 4:
+            return op(st, x, mask, gen)
+        idx = first.nonzero().squeeze(-1)
+
+        def take(t: Tensor) -> Tensor:
+            return t.flatten(lead).index_select(-1, idx)
+
+        d2d = {k: take(v) for k, v in st.d2d.items() if torch.is_tensor(v) and tuple(v.shape) == shape}
+        sub = st.replace(g=take(st.g), d2d={**st.d2d, **d2d}, t_write_s=None)
+        new, energy = op(sub, take(x), None, gen)
+
+        def put(t: Tensor, part: Tensor) -> Tensor:
+            out = t.flatten(lead).clone()
+            out.index_copy_(out.dim() - 1, idx, part.to(out.dtype))
+            return out.reshape(t.shape)
+
+        new_d2d = dict(st.d2d)
+        for k, v in new.d2d.items():
+            if k in d2d and v is not d2d[k]:
+                new_d2d[k] = put(st.d2d[k], v)
+        return st.replace(g=put(st.g, new.g), d2d=new_d2d), energy
+
+    def pulse(self, n_pulses: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Apply signed pulse counts per cell through the device's ``pulse``; returns the write energy [J] (0-d).
+
+        Only cells with a nonzero count (inside ``mask``) are written, event-driven when few (:meth:`_write`)."""
+        return self._write(lambda st, n, m, g: self.device.pulse(st, n, g, mask=m), n_pulses, self._cells(mask))
 
     def switch(self, current_A: Tensor, t_pulse_s, mask: Tensor | None = None) -> Tensor:
         """One stochastic write pulse per cell (binary devices, ``current_A`` signed, 0 = none); energy [J] (0-d)."""
         if not getattr(self.device, "binary", False):
             raise ValueError(f"device: {self.device.name!r} is not a binary device; switch() needs an MTJ (binary = True)")
-        mask = self._cells(mask)
-        i = torch.as_tensor(current_A, device=self.torch_device)
-        state, energy = self.device.switch(self.state, i, t_pulse_s, self.generator, mask=mask)
-        written = i != 0 if mask is None else (i != 0) & mask
-        self.state = self._stamp(state, written.expand(self.stack + (self.rows, self.cols)))
-        self._changed()
-        return energy
+        return self._write(lambda st, i, m, g: self.device.switch(st, i, t_pulse_s, g, mask=m), current_A,
+                           self._cells(mask))
 
     def set_time(self, t_s: float, reread: bool = False) -> None:
         """Move the array's clock to ``t_s`` [s] (drift, 1/f noise; each cell ages from its own last write).
@@ -339,3 +393,18 @@ class Crossbar:
         """Energy [J] of one read pulse of width ``t_read_s`` (default: the device's) per input vector."""
         t = self.device.t_read_s if t_read_s is None else t_read_s
         return self.read_power(v) * t
+
+
+def _chip(st: DeviceState, r: int, full: tuple) -> DeviceState:
+    """Chip ``r`` of a stacked state (tensors of the full stacked shape are indexed)."""
+    d2d = {k: (v[r] if torch.is_tensor(v) and tuple(v.shape) == full else v) for k, v in st.d2d.items()}
+    return st.replace(g=st.g[r], d2d=d2d, t_write_s=None)
+
+
+def _stack_chips(st: DeviceState, parts: list, full: tuple) -> DeviceState:
+    """Stack per-chip states back into one (keys of the full stacked shape)."""
+    d2d = dict(st.d2d)
+    for k, v in st.d2d.items():
+        if torch.is_tensor(v) and tuple(v.shape) == full:
+            d2d[k] = torch.stack([p.d2d[k].to(v.dtype) for p in parts])
+    return st.replace(g=torch.stack([p.g for p in parts]), d2d=d2d)
