@@ -33,6 +33,9 @@ def test_cli_quickstart_writes_table(tmp_path):
     parts = df[["energy_array_J", "energy_dac_J", "energy_adc_J"]].sum(axis=1)
     assert ((parts - df.energy_per_inference_J).abs() <= 1e-9 * df.energy_per_inference_J).all()
     assert "rram_noisy" in res.stdout and "accuracy_hw" in res.stdout
+    # both points ran the ann algorithm on the same software model and data (content hashes)
+    assert (df.algorithm == "ann").all() and df.model_sha.nunique() == 1 and df.data_sha.nunique() == 1
+    assert (df.n_test == 540).all()  # digits, 30 % held out
 
 
 def _noisy(seed):
