@@ -44,3 +44,7 @@ register_algorithm(STDPAlgorithm)
 from .stochastic_stdp import StochasticSTDPAlgorithm  # noqa: E402  (stochastic_stdp)
 
 register_algorithm(StochasticSTDPAlgorithm)
+
+from .asp import ASPAlgorithm  # noqa: E402  (asp)
+
+register_algorithm(ASPAlgorithm)
