@@ -151,20 +151,20 @@ def digits_mlp():
     data = load_dataset("digits", None, 0.3, 0)
     torch.manual_seed(0)
     model = build_model("mlp", data.image_shape, 10, [48], bias=True)
-    train_model(model, data, 20, 0.01, 64)
+    train_model(model, data, 10, 0.01, 64)
     return model.double(), data
 
 
 def test_conversion_at_large_T_reproduces_the_ann_ranking(digits_mlp):
     """Ideal devices, lossless converters, 2-layer MLP, direct input, max-normalisation (percentile 100, no
-    saturation): at T = 1024 the SNN's arg-max equals the ANN's on ≥ 99 % of the test images, and the
+    saturation): at T = 512 the SNN's arg-max equals the ANN's on ≥ 99 % of the test images, and the
     membrane readout approximates the logits to the rate-coding error λ/T."""
     model, data = digits_mlp
     x = data.x_test.double()
     net = ideal_net(model)
     snn = SpikingNetwork(net, backend="hw")
     snn.balance(data.x_train[:256].double(), norm="percentile", percentile=100.0)
-    outs, _ = snn.run(x, [64, 1024])
+    outs, _ = snn.run(x, [64, 512])
     ann = model(x).detach()
     agree = (outs[-1].argmax(1) == ann.argmax(1)).double().mean().item()
     assert agree >= 0.99
