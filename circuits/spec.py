@@ -74,7 +74,8 @@ class CrossbarSpec:
     t_read_s: float | None = field(default=None, metadata=dict(
         description="read pulse width (null: the device's)", unit="s", gt=0, nullable=True))
     scheme: str = field(default="differential", metadata=dict(
-        description="differential: G+ − G− column pairs; offset: one column per output + reference column",
+        description="differential: G+ − G− column pairs; offset: one column per output + reference column; "
+        "unipolar: one cell per non-negative weight + a g_min reference",
         choices=SCHEMES, section="mapping"))
     weight_bits: int | None = field(default=None, metadata=dict(
         description="quantise weights to signed integers of this width (null: continuous)", ge=2, le=16, nullable=True,

@@ -137,3 +137,17 @@ def test_unreachable_scheduler(tmp_path, capsys):
     cfg = _yaml(tmp_path, "eval: {n_test: 30}\nsweep: {seed: [1, 2]}\n")
     rc, lines, _ = _run(capsys, "run", "-q", cfg, "--scheduler", "tcp://127.0.0.1:1")
     assert rc == 2 and lines[-1].startswith("xbarsim: error: --scheduler: cannot reach")
+
+
+def test_keys_lists_every_generated_key(capsys):
+    from circuits import ADC
+    from xbarsim.schema import yaml_fields
+
+    assert main(["keys", "crossbar.adc"]) == 0
+    out = capsys.readouterr().out
+    for key, _eng, f, _ann in yaml_fields(ADC):
+        assert f"  {key}: " in out and f.metadata["description"] in out
+    assert "bits: 8    # an integer ≥ 1 and ≤ 16 [bit], or null." in out
+    assert main(["keys", "algorithm"]) == 0 and "algorithm (name: ann):" in capsys.readouterr().out
+    rc, lines, _ = _run(capsys, "keys", "nope")
+    assert rc == 2 and lines[0].startswith("xbarsim: error: keys: got section 'nope'")

@@ -126,6 +126,42 @@ def _cmd_spice(args) -> int:
     return 0
 
 
+def _cmd_keys(args) -> int:
+    """Every YAML key of the generated schema: default, what is allowed, unit, description."""
+    from algorithms.registry import ALGORITHMS
+    from circuits import ADC, DAC, CrossbarSpec
+
+    from .config import DatasetParams, EvalParams, ModelParams, RuntimeParams
+    from .schema import describe_fields
+
+    sections = {
+        "crossbar": [(CrossbarSpec, None), (DAC, "crossbar"), (ADC, "crossbar")],
+        "crossbar.dac": [(DAC, None)],
+        "crossbar.adc": [(ADC, None)],
+        "mapping": [(CrossbarSpec, "mapping")],
+        "model": [(ModelParams, None)],
+        "dataset": [(DatasetParams, None)],
+        "eval": [(EvalParams, None)],
+        "runtime": [(RuntimeParams, None)],
+        **{f"algorithm (name: {n})": [(cls.Params, None)] for n, cls in sorted(ALGORITHMS.items())},
+    }
+    wanted = args.sections or list(sections)
+    unknown = [w for w in wanted if not any(k == w or k.startswith(w + " ") or k.startswith(w + ".") for k in sections)]
+    if unknown:
+        raise ValueError(f"keys: got section {unknown[0]!r}; allowed: {', '.join(sections)}")
+    first = True
+    for name, parts in sections.items():
+        if not any(name == w or name.startswith(w + " ") or name.startswith(w + ".") for w in wanted):
+            continue
+        print(("" if first else "\n") + f"{name}:")
+        first = False
+        for cls, sec in parts:
+            for r in describe_fields(cls, sec):
+                default = "null" if r["default"] is None else repr(r["default"])
+                print(f"  {r['key']}: {default}    # {r['expected']}. {r['description']}".rstrip())
+    return 0
+
+
 def _executor_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-j", "--workers", type=int, default=1, help="local worker processes for sweep points (default 1)")
     p.add_argument("--scheduler", default=None, help="dask.distributed scheduler address, e.g. tcp://host:8786")
@@ -172,6 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="row voltages: v_read on every row (default) or the first calibration sample through the DAC",
     )
     sp.set_defaults(func=_cmd_spice)
+
+    k = sub.add_parser("keys", help="list the YAML keys (crossbar, mapping, algorithm, ...) with defaults, bounds and units")
+    k.add_argument("sections", nargs="*", help="sections to list, e.g. crossbar.adc or algorithm (default: all)")
+    k.set_defaults(func=_cmd_keys)
 
     d = sub.add_parser("devices", help="list the device presets with parameters, units and sources")
     d.add_argument("names", nargs="*", help="preset names (default: all)")
