@@ -237,6 +237,7 @@ class DiehlCookNetwork:
         w_ie = cfg.w_ie * self.w_unit
         inhibition = None
         t_inh = -1  # last step the (current-based, event-driven) inhibitory layer was brought up to date
+        drives = drive.unbind(0) if (any_input and not per_step) else None
         for t in range(t_steps):
             if not any_input:
                 xt = None
@@ -244,7 +245,7 @@ class DiehlCookNetwork:
                 xt = self.syn.read(spikes[t].to(self.dtype), ledger, rows)
                 xt = self.exc.drive(xt * self.w_unit if self.w_unit != 1.0 else xt)
             else:
-                xt = drive[t]
+                xt = drives[t]
             if conductance:
                 s, st = exc.step(xt, st, learning, gen, inhibition=inhibition)
                 si, ist = inh.step(s * w_ei if s is not None else None, ist)

@@ -164,13 +164,15 @@ class DiehlCookCurrentLIF:
         θ += θ+ for **every** neuron above threshold, then (``one_spike``) one of them emits the spike.
         """
         v = state.v
-        v.mul_(self.decay)
         if state.busy > 0:
-            v.add_(torch.where(state.refrac <= 0, u, self.rest_term) if u is not None else self.rest_term)
+            if u is not None:
+                u = torch.where(state.refrac <= 0, u, self.rest_term)
             state.refrac.sub_(1.0)
             state.busy -= 1
+        if u is None:
+            v.mul_(self.decay).add_(self.rest_term)
         else:
-            v.add_(u if u is not None else self.rest_term)
+            torch.add(u, v, alpha=self.decay, out=v)  # v ← e^(−dt/τ)·v + u, one fused op
         s = v >= state.thr
         if not bool(s.any()):
             return None, state
