@@ -66,9 +66,10 @@ class STDPAlgorithm(Algorithm):
         write_every: str = param("image", description="when Δw is written to the devices: image (one burst after each "
                                  "presentation) or step (after every time step, the reference semantics)",
                                  choices=list(WRITE_EVERY))
-        rounding: str = param("stochastic", description="Δw → pulses: stochastic (unbiased rounding of Δw/step), "
-                              "nearest, or none (exact continuous writes; ideal device without levels)",
-                              choices=["stochastic", "nearest", "none"])
+        rounding: str = param("auto", description="Δw → pulses: stochastic (unbiased rounding of Δw/step), "
+                              "nearest, none (exact continuous writes; ideal device without levels) or auto (none "
+                              "where the device writes continuously, else stochastic)",
+                              choices=["auto", "stochastic", "nearest", "none"])
         synapses: str = param("crossbar", description="crossbar (devices) or software (plain-torch reference, no energy)",
                               choices=["crossbar", "software"])
         replicas: int = param(1, description="independent networks trained together in one loop (one row each)", ge=1)
@@ -117,7 +118,10 @@ class STDPAlgorithm(Algorithm):
         gens = [torch.Generator(device=gen.device).manual_seed(int(s)) for s in seeds]
         self.mm = MappedMatrix(w0.transpose(1, 2).contiguous(), device, spec=spec, dac=DAC(mode="spikes"), adc=adc,
                                generator=gens, dtype=hw.dtype, name=LAYER, w_max=self.cfg.w_max, replicas=p.replicas)
-        return CrossbarSynapses(self.mm, rounding=p.rounding), gen
+        rounding = p.rounding
+        if rounding == "auto":
+            rounding = "none" if getattr(device, "continuous_writes", False) else "stochastic"
+        return CrossbarSynapses(self.mm, rounding=rounding), gen
 
     def _calibrate(self, x: Tensor, gen) -> None:
         """ADC range from input spikes of the first training images (one read per time step)."""
