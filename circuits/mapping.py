@@ -772,6 +772,14 @@ class MappedMatrix:
             self._eff_cache = (ver, self._combine(m))
         return self._eff_cache[1]
 
+    def _column_matrix(self) -> Tensor:
+        """Signal transfer summed over input tiles, weights layout transposed ``[*L, in, out]`` [S] (cached)."""
+        eff = self._effective()
+        cache = getattr(self, "_colm_cache", None)
+        if cache is None or cache[0] is not eff:
+            self._colm_cache = (eff, self._slots_to_weights(eff).transpose(-2, -1).contiguous())
+        return self._colm_cache[1]
+
     def signals(self, drive: RowDrive | Tensor) -> Tensor:
         """ADC input currents ``[*L, n_tiles_in, n_tiles_out, N, out_per_tile·K]`` [A] (after analog subtraction).
 
@@ -811,8 +819,7 @@ class MappedMatrix:
                              "(no bit slicing, dac.mode not 'bit_serial')")
         drive = self.drive(x)
         if self._fast():
-            eff = self._effective()  # K = 1 → [*L, ti, to, rows, opt]
-            m = self._slots_to_weights(eff).transpose(-2, -1)  # [*L, in, out]
+            m = self._column_matrix()  # [*L, in, out]
             u = drive.u
             if drive.active is not None:
                 return (u.index_select(-1, drive.active) * self.v_read) @ m.index_select(-2, drive.active)
