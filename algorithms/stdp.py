@@ -179,8 +179,7 @@ class STDPAlgorithm(Algorithm):
         self._t_s = float(t_s)
         if self.mm is not None:
             self.mm.set_time(t_s)
-            self.net.syn._w = None
-            self.net.syn._rowg = None
+            self.net.syn.invalidate()
 
     def _need_fit(self) -> DiehlCookNetwork:
         if self.net is None:

@@ -190,6 +190,8 @@ class CrossbarSynapses(Synapses):
         self.sliced = c.n_slices == 1 and c.cols_per_slice == 1 and c.cols_per_output == 1
         self._w: Tensor | None = None
         self._rowg: Tensor | None = None
+        self._g_seen: Tensor | None = None
+        self._ref: Tensor | None = None
         self.pulses = 0.0  # total |pulses| applied
         self.pulses_pos = 0.0  # potentiating (SET/LTP) pulses
         self.pulses_neg = 0.0  # depressing (RESET/LTD) pulses
@@ -211,13 +213,29 @@ class CrossbarSynapses(Synapses):
         return self._w
 
     # -- reads ----------------------------------------------------------------------------------
+    def _seen(self) -> Tensor:
+        """The conductances the reads see ``[R, ti, to, rows, cols]`` (kept up to date by the column writes)."""
+        if self._g_seen is None:
+            self._g_seen = self.mm.crossbar.g
+        return self._g_seen
+
+    def _reference(self) -> Tensor:
+        """Reference-column conductance of every row and output tile ``[R, ti, to, rows]`` (never written)."""
+        if self._ref is None:
+            self._ref = self._seen()[..., self.mm.spec.cols - 1].clone()
+        return self._ref
+
     def _row_conductance(self) -> Tensor:
         """``Σ_j G_ij`` over every cell of input row ``i`` (all output tiles, reference and unused columns) ``[R, in]``."""
         if self._rowg is None:
-            g = self.mm.crossbar.g  # [R, ti, to, rows, cols]
+            g = self._seen()
             r = g.shape[0]
             self._rowg = g.sum((-1, 2)).reshape(r, -1)[:, : self.n_pre].to(self.dtype)
         return self._rowg
+
+    def invalidate(self) -> None:
+        """Forget every cached view of the array (after writes by others, or a new chip time)."""
+        self._w = self._rowg = self._g_seen = self._ref = None
 
     def read(self, spikes: Tensor, ledger=None, rows: Tensor | None = None) -> Tensor:
         x = spikes.to(self.dtype)
@@ -262,8 +280,7 @@ class CrossbarSynapses(Synapses):
         if not self.sliced or pairs[0].shape[1] > self.n_post // 2:
             n = self.mm.update(dw.transpose(1, 2), ledger=ledger, rounding=self.rounding)
             self._count(n)
-            self._w = None
-            self._rowg = None
+            self.invalidate()
             return
         cols, valid = pairs
         d = dw.transpose(1, 2)[self._ridx(cols), cols]  # [R, k, in]
@@ -338,15 +355,25 @@ class CrossbarSynapses(Synapses):
             latency = float(per_row.sum(-1).amax()) * t_write
             ledger.add(mm.name, "write", float(energy), events=float(n_abs.sum()), latency_s=latency)
         # refresh the cached weights of the written columns ((G − G_ref)/g_scale, reference of the same row)
+        # and the row conductance sums (read energy), without re-reading the whole array
         g_now = dev.read(new_sub, xb.t_s, mm.generator).to(torch.float64)  # [R, k, ti, rows]
-        if mm.coding.n_ref:  # the reference cell of the same row, in each column's own output tile
-            w_cols = g_now - xb.g[ridx, :, to_idx, :, mm.spec.cols - 1].to(torch.float64)
-        else:
-            w_cols = g_now - float(dev.g_min)
-        w_cols = (w_cols / mm.g_scale).reshape(r, k, ti * rows)[:, :, : self.n_pre]
-        w = self.weights()
-        w.transpose(1, 2)[rv, cv + tv * opt] = w_cols[valid].to(w.dtype)
-        self._rowg = None
+        if self._w is not None:
+            if mm.coding.n_ref:  # the reference cell of the same row, in each column's own output tile
+                w_cols = g_now - self._reference()[ridx, :, to_idx, :].to(torch.float64)
+            else:
+                w_cols = g_now - float(dev.g_min)
+            w_cols = (w_cols / mm.g_scale).reshape(r, k, ti * rows)[:, :, : self.n_pre]
+            self._w.transpose(1, 2)[rv, cv + tv * opt] = w_cols[valid].to(self._w.dtype)
+        if self._rowg is not None:
+            g_old = self._g_seen[ridx, :, to_idx, :, c_idx] if self._g_seen is not None else None
+            if g_old is None:
+                self._rowg = None
+            else:
+                delta = ((g_now - g_old.to(torch.float64)) * valid.view(r, k, 1, 1)).sum(1).reshape(r, ti * rows)
+                self._rowg = self._rowg + delta[:, : self.n_pre].to(self._rowg.dtype)
+        if self._g_seen is not None:
+            self._g_seen = self._g_seen.clone()
+            self._g_seen[rv, :, tv, :, cv] = g_now[valid].to(self._g_seen.dtype)
 
     def _rescale(self, scale: Tensor, ledger) -> None:
         if not bool(self.dirty.any()):
@@ -366,5 +393,4 @@ class CrossbarSynapses(Synapses):
 
     def switch(self, p: Tensor, ledger=None) -> None:
         self.mm.switch(p=p.transpose(1, 2), ledger=ledger)
-        self._w = None
-        self._rowg = None
+        self.invalidate()
