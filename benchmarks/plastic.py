@@ -13,7 +13,7 @@ The table gives the median time per step, its ratio to the ideal step, the tiles
 bounded mode's largest error against a fresh exact solve of the same conductances at every step
 (relative to the tile's full-scale current ``v_read·max_j Σ_i G_ij``), next to its bound.
 
-    python benchmarks/plastic.py [--steps 20] [--r-wire 1.0] [--tol 1e-3] [--out FILE.md]
+    python benchmarks/plastic.py [--steps 20] [--r-wire 1.0] [--tol 1e-3] [--threads N] [--out FILE.md]
 """
 
 from __future__ import annotations
@@ -93,8 +93,11 @@ def main(argv=None) -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--r-wire", type=float, default=1.0)
     ap.add_argument("--tol", type=float, default=1e-3)
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads for this process (default: torch's)")
     ap.add_argument("--out", default=None, help="also write the table to this file")
     a = ap.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)  # this benchmark process only
     text = table(run(a.steps, a.r_wire, a.tol), a.steps, a.r_wire, a.tol)
     print(text)
     if a.out:
