@@ -1,0 +1,123 @@
+"""SNN inference speed: the converted MNIST CNN at T = 32 on crossbars vs the same SNN stepped in plain torch.
+
+Network: Conv(1,16,5)-ReLU-AvgPool2-Conv(16,32,5)-ReLU-AvgPool2-Linear(512,10), trained briefly on
+MNIST, converted to IF neurons (reset by subtraction, 99.9th-percentile thresholds, direct input).
+Rows, one process, one thread, batch 256, T = 32:
+
+* ``torch, step by step``: the usual way (snnTorch / SpikingJelly single-step mode): every time step
+  runs conv → IF → pool → conv → IF → pool → linear on the batch (the baseline, ratio 1);
+* ``xbarsim software SNN``: the same SNN in xbarsim's software backend (all T steps of a layer in
+  one batched product, then the neuron scan);
+* ``crossbar, ideal``: 128×128 arrays, ideal cells and wires, 8-bit DAC (first layer) and ADC,
+  spikes driving the rows, ADC + digital IF neurons — energy ledger on;
+* ``crossbar, exact IR drop``: the same with 1 Ω wire segments (``solver: exact``).
+
+Accuracy on the images timed is printed too (the pooled layers are folded into the next layer on
+the crossbars, so rows see binary spikes; see ``algorithms.snn.network.fold_pooling``).
+
+    XBARSIM_DATA=/path/to/data python benchmarks/snn_inference.py [--batch 256] [--T 32] [--repeat 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from algorithms.ann import CrossbarNetwork
+from algorithms.snn.network import SpikingNetwork, fold_pooling
+from circuits import ADC, DAC, CrossbarSpec, EnergyLedger
+from device_models import IdealDevice
+
+
+def mnist_cnn() -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(1, 16, 5), nn.ReLU(), nn.AvgPool2d(2), nn.Conv2d(16, 32, 5), nn.ReLU(), nn.AvgPool2d(2),
+                         nn.Flatten(), nn.Linear(512, 10))
+
+
+@torch.no_grad()
+def torch_stepwise(model: nn.Sequential, thresholds: list[float], lams: list[float], x: torch.Tensor, t_steps: int) -> torch.Tensor:
+    """The converted SNN stepped one time step at a time in plain torch (SpikingJelly's single-step mode)."""
+    c1, c2, fc = model[0], model[3], model[7]
+    v1 = v2 = None
+    out = 0.0
+    for _ in range(t_steps):
+        z1 = F.conv2d(x, c1.weight, c1.bias)
+        v1 = z1 if v1 is None else v1 + z1
+        s1 = (v1 >= thresholds[0]).float()
+        v1 -= s1 * thresholds[0]
+        z2 = F.conv2d(F.avg_pool2d(s1, 2), c2.weight, c2.bias / lams[0])
+        v2 = z2 if v2 is None else v2 + z2
+        s2 = (v2 >= thresholds[1]).float()
+        v2 -= s2 * thresholds[1]
+        out = out + F.linear(F.avg_pool2d(s2, 2).flatten(1), fc.weight, fc.bias / lams[1])
+    return out * (lams[1] / t_steps)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--T", type=int, default=32)
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--n-train", type=int, default=10000)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    from xbarsim.datasets import load_dataset
+    from xbarsim.models import train_model
+
+    data = load_dataset("mnist", os.path.join(os.environ.get("XBARSIM_DATA", "data"), "mnist"), 0.0, 0)
+    data.x_train, data.y_train = data.x_train[: args.n_train], data.y_train[: args.n_train]
+    torch.manual_seed(0)
+    model = mnist_cnn()
+    train_model(model, data, 1, 1e-3, 64)
+    model.eval()
+    x, y = data.x_test[: args.batch], data.y_test[: args.batch]
+    cal = data.x_train[:256]
+    t = args.T
+    folded, scales = fold_pooling(model, (1, 28, 28))
+
+    def crossbar(spec: CrossbarSpec, backend: str = "hw"):
+        net = CrossbarNetwork(folded, IdealDevice(), spec, DAC(bits=8), ADC(bits=8), generator=torch.Generator().manual_seed(0))
+        snn = SpikingNetwork(net, backend=backend, macs_scale={net.layer_names[k]: v for k, v in scales.items()})
+        snn.balance(cal, norm="percentile", timesteps=16)
+        return snn
+
+    def timed(fn):
+        best = float("inf")
+        out = None
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            out = fn()
+            best = min(best, time.perf_counter() - t0)
+        return best, out
+
+    rows = []
+    sw = crossbar(CrossbarSpec(), backend="sw")
+    th = [s.theta for s in sw.stages if s.kind == "weight"]
+    lams = [s.lam_in for s in sw.stages if s.kind == "weight"][1:]
+    sec, out = timed(lambda: torch_stepwise(model, th, lams, x, t))
+    rows.append(("torch, step by step", sec, out, None))
+    sec, out = timed(lambda: sw.run(x, [t])[0][0])
+    rows.append(("xbarsim software SNN", sec, out, None))
+    for label, spec in (("crossbar, ideal", CrossbarSpec()),
+                        ("crossbar, exact IR drop (1 Ω)", CrossbarSpec(solver="exact", r_wire_row=1.0, r_wire_col=1.0))):
+        snn = crossbar(spec)
+        led = [EnergyLedger()]
+        sec, out = timed(lambda snn=snn, led=led: snn.run(x, [t], led)[0][0])
+        rows.append((label, sec, out, led[0].per_inference()["total"]))
+    base = rows[0][1]
+    ann_acc = float((model(x).argmax(1) == y).float().mean())
+    print(f"MNIST CNN, T = {t}, batch {args.batch}, 1 thread; ANN accuracy on these images {ann_acc:.4f}")
+    print(f"{'run':34s} {'images/s':>10s} {'ratio':>7s} {'accuracy':>9s} {'energy/inference':>17s}")
+    for label, sec, out, e in rows:
+        acc = float((out.argmax(1) == y).float().mean())
+        e_s = f"{e:.3e} J" if e is not None else "-"
+        print(f"{label:34s} {args.batch / sec:10.1f} {base / sec:7.3f} {acc:9.4f} {e_s:>17s}")
+
+
+if __name__ == "__main__":
+    main()
