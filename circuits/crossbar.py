@@ -19,7 +19,8 @@ writes only the arrays (tiles) whose conductances changed are touched, in one of
 **Bound.** In the cell-current form of the network (:mod:`circuits.solver`), cell voltages obey
 ``x = v·1ᵀ − Z(c)``, ``c = G∘x``, with ``Z`` a linear operator with non-negative coefficients (sums
 of wire, source, sense and access resistances along each cell's path) and ``|x| ≤ κV`` (node
-voltages lie within the source range: ``κ = 2`` for signed inputs, used throughout). With
+voltages lie within the source range: ``κ = 1`` when every input is ≥ 0 — spikes —, else ``κ = 2``;
+each read decides with its own inputs, so the bound holds for the read it guards). With
 ``ΔG = G − G0`` and ``d = x(G) − x(G0)`` the error of the approximation is exactly
 ``e_j = Σ_a G0_aj d_aj + Σ_a ΔG_aj (x_aj − v_a)``. The second sum is bounded by
 ``κV·Σ_a |ΔG_aj|·Z(G)_aj`` (``|v_a − x_aj| = |Z(c)_aj| ≤ κV·Z(G)_aj``). For the first,
@@ -48,8 +49,9 @@ __all__ = ["Crossbar", "SOLVERS", "PLASTIC_SOLVES"]
 
 SOLVERS = ("ideal", "exact")
 PLASTIC_SOLVES = ("exact", "bounded")
-#: κ of the bounded-staleness bound: cell voltages within ±V of 0 for signed inputs of magnitude ≤ V
-_KAPPA = 2.0
+#: κ of the bounded-staleness bound: cell voltages within [0, V] for inputs in [0, V], within ±V
+#: of 0 for signed inputs of magnitude ≤ V (|x| ≤ 2V)
+_KAPPA_SIGNED, _KAPPA_NONNEG = 2.0, 1.0
 
 
 class Crossbar:
@@ -126,6 +128,7 @@ class Crossbar:
         self._g: Tensor | None = None
         self._transfer: tuple[Tensor, Tensor] | None = None
         self._t0: tuple[Tensor, Tensor, Tensor] | None = None  # (T0, Y0, G0) of the last refresh per tile
+        self._transfer_nonneg = False  # the cached transfer was validated for inputs ≥ 0 only
         #: incremented whenever the conductances (hence every cached solve) may have changed
         self.version = 0
         #: tiles refreshed (transfer matrix recomputed) since construction, for diagnostics/benchmarks
@@ -305,9 +308,10 @@ class Crossbar:
         return transfer_matrix(g, self.r_wire_row, self.r_wire_col, self.r_source, self.r_sense, self.r_access,
                                threads=self.solver_threads)
 
-    def staleness_bound(self, g: Tensor | None = None) -> Tensor:
+    def staleness_bound(self, g: Tensor | None = None, nonnegative: bool = False) -> Tensor:
         """Relative bound (module docstring) on the column-current error of ``T0 + (G − G0)`` per tile
-        (shape ``stack``), as a fraction of the tile's full-scale current ``V·max_j Σ_a G0_aj``."""
+        (shape ``stack``), as a fraction of the tile's full-scale current ``V·max_j Σ_a G0_aj``, for any
+        inputs with ``|v| ≤ V`` (``nonnegative``: inputs in ``[0, V]``, half the bound)."""
         from .solver import _zop
 
         if self._t0 is None:
@@ -321,15 +325,18 @@ class Crossbar:
         col0 = g0.sum(-2)  # Σ_a G0_aj
         first = col0.sqrt() * (g0.sqrt() * _zop(dg.abs(), r)).square().sum((-2, -1), keepdim=True).sqrt()[..., 0]
         fs = col0.amax(-1).clamp(min=1e-300)
-        return _KAPPA * (second + first).amax(-1) / fs
+        kappa = _KAPPA_NONNEG if nonnegative else _KAPPA_SIGNED
+        return kappa * (second + first).amax(-1) / fs
 
-    def transfer(self) -> tuple[Tensor, Tensor]:
+    def transfer(self, nonnegative: bool = False) -> tuple[Tensor, Tensor]:
         """Transfer matrix ``T`` (``i = v @ T``) and input admittance ``Y`` (``P = v Y vᵀ``), cached.
 
-        After writes, only changed tiles are touched, following ``plastic_solve`` (module docstring).
+        After writes, only changed tiles are touched, following ``plastic_solve`` (module docstring);
+        ``nonnegative``: the read this serves has inputs ≥ 0 (a tighter bound in ``bounded`` mode).
         """
-        if self._transfer is not None:
+        if self._transfer is not None and (nonnegative or not self._transfer_nonneg):
             return self._transfer
+        self._transfer_nonneg = nonnegative
         g = self.g
         if self._t0 is None:
             t, y = self._solve_tiles(g)
@@ -339,7 +346,7 @@ class Crossbar:
         t0, y0, g0 = self._t0
         changed = (g != g0).flatten(-2).any(-1)  # [stack]
         if self.plastic_solve == "bounded" and bool(changed.any()):
-            refresh = changed & (self.staleness_bound(g) > self.plastic_tol)
+            refresh = changed & (self.staleness_bound(g, nonnegative) > self.plastic_tol)
         else:
             refresh = changed
         if bool(refresh.any()):
@@ -367,7 +374,7 @@ class Crossbar:
                     iv=self.device,
                 )
             else:
-                i = v @ self.transfer()[0]
+                i = v @ self.transfer(nonnegative=bool((v >= 0).all()))[0]
         else:
             i = v @ g
         sigma = self.device.read_noise_rel()
@@ -385,7 +392,7 @@ class Crossbar:
         """
         v = v.to(self.dtype)
         if self._use_network_solve():
-            y = self.transfer()[1]
+            y = (self._transfer or self.transfer())[1]  # the solve the read used (bounded mode: no extra refresh)
             return ((v @ y) * v).sum(-1)
         return ((v * v) * self.g.sum(-1).unsqueeze(-2)).sum(-1)
 

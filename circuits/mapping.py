@@ -763,18 +763,20 @@ class MappedMatrix:
         """Reads can use the cached effective matrix: linear solve and no per-read noise."""
         return self.device.read_noise_rel() == 0 and not (self.crossbar._use_network_solve() and self.device.nonlinear_iv)
 
-    def _effective(self) -> Tensor:
-        """Signal transfer per array after analog subtraction ``[*L, ti, to, rows, opt·K]`` (cached per chip state)."""
+    def _effective(self, nonnegative: bool = False) -> Tensor:
+        """Signal transfer per array after analog subtraction ``[*L, ti, to, rows, opt·K]`` (cached per chip
+        state); ``nonnegative``: serves inputs ≥ 0 (bounded IR-drop mode may then keep a tile longer)."""
         ver = self.crossbar.version
-        if self._eff_cache is None or self._eff_cache[0] != ver:
+        c = self._eff_cache
+        if c is None or c[0] != ver or (c[2] and not nonnegative):
             xb = self.crossbar
-            m = xb.transfer()[0] if xb._use_network_solve() else xb.g
-            self._eff_cache = (ver, self._combine(m))
+            m = xb.transfer(nonnegative)[0] if xb._use_network_solve() else xb.g
+            self._eff_cache = (ver, self._combine(m), nonnegative and xb._use_network_solve())
         return self._eff_cache[1]
 
-    def _column_matrix(self) -> Tensor:
+    def _column_matrix(self, nonnegative: bool = False) -> Tensor:
         """Signal transfer summed over input tiles, weights layout transposed ``[*L, in, out]`` [S] (cached)."""
-        eff = self._effective()
+        eff = self._effective(nonnegative)
         cache = getattr(self, "_colm_cache", None)
         if cache is None or cache[0] is not eff:
             self._colm_cache = (eff, self._slots_to_weights(eff).transpose(-2, -1).contiguous())
@@ -787,8 +789,8 @@ class MappedMatrix:
         slice ``k`` of output slot ``o``: ``I⁺ − I⁻`` (differential) or ``I − I_ref`` (offset, unipolar).
         """
         if isinstance(drive, RowDrive) and self.dac.mode == "spikes" and self._fast():
-            eff = self._effective()  # [*L, ti, to, rows, S]
             u = drive.u
+            eff = self._effective(bool((u >= 0).all()))  # [*L, ti, to, rows, S]
             if drive.active is not None:  # event-driven: only the active rows are read
                 idx = drive.active
                 ua = u.index_select(-1, idx) * self.v_read  # [*L, N, A]
@@ -819,8 +821,8 @@ class MappedMatrix:
                              "(no bit slicing, dac.mode not 'bit_serial')")
         drive = self.drive(x)
         if self._fast():
-            m = self._column_matrix()  # [*L, in, out]
             u = drive.u
+            m = self._column_matrix(bool((u >= 0).all()))  # [*L, in, out]
             if drive.active is not None:
                 return (u.index_select(-1, drive.active) * self.v_read) @ m.index_select(-2, drive.active)
             return (u * self.v_read) @ m
