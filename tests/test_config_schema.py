@@ -246,3 +246,32 @@ def test_every_registered_algorithm_has_a_generated_section():
     for name, cls in ALGORITHMS.items():
         cfg = validate_config({"algorithm": {"name": name}})
         assert cfg.algorithm.engine_kwargs() == {f.name: getattr(cls.Params(), f.name) for f in dataclasses.fields(cls.Params)}
+
+
+def test_an_algorithm_without_a_software_model_is_not_given_one():
+    """``needs_model = False`` (learning algorithms): no software model is trained; rows keep the common columns."""
+
+    class Chance(Algorithm):
+        name = "chance_test"
+        needs_model = False
+
+        @dataclass
+        class Params:
+            pass
+
+        def fit(self, data, ledger=None):
+            assert self.model is None
+            self.n = int(data.y_train.max()) + 1
+
+        def predict(self, x, ledger=None):
+            return torch.zeros(x.shape[0], self.n)  # always class 0
+
+    register_algorithm(Chance)
+    try:
+        rows = run_point(validate_config({"algorithm": {"name": "chance_test"}, "eval": {"n_test": 50, "times_s": [0, 1]}}))
+    finally:
+        ALGORITHMS.pop("chance_test")
+    assert [r["t_s"] for r in rows] == [0.0, 1.0] and rows[0]["algorithm"] == "chance_test" and rows[0]["model_sha"] == ""
+    from xbarsim.datasets import load_digits
+
+    assert rows[0]["accuracy_hw"] == int((load_digits().y_test[:50] == 0).sum()) / 50

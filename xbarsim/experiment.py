@@ -225,10 +225,11 @@ def run_point(cfg: Config, breakdown: bool = False, model: nn.Module | None = No
     if cfg.eval.n_test is not None and cfg.eval.n_test > n_avail:  # checked before any training
         raise ConfigError(f"eval.n_test: got {cfg.eval.n_test}; the {cfg.dataset.name} test set has {n_avail} samples "
                           f"(use at most {n_avail}, or null for all)")
+    cls = get_algorithm(cfg.algorithm.name)
     try:
-        if model is None:
+        if model is None and getattr(cls, "needs_model", True):  # learning algorithms set needs_model = False
             model = get_trained_model(cfg.model.model_dump(), data, _data_key(cfg))
-        elif not isinstance(model, nn.Module):
+        elif model is not None and not isinstance(model, nn.Module):
             raise TypeError(f"model=: got a {type(model).__name__}; pass a torch nn.Module")
     except ModelError as exc:
         raise ConfigError(str(exc)) from None
@@ -236,7 +237,7 @@ def run_point(cfg: Config, breakdown: bool = False, model: nn.Module | None = No
     x_test, y_test = data.x_test[:n_test], data.y_test[:n_test]
 
     hardware = build_hardware(cfg)
-    layers = weight_layers(model)
+    layers = weight_layers(model) if model is not None else []
     if cfg.algorithm.name == "ann":
         _check_layer_names(cfg, [n for n, _, _ in layers])
     _check_resources(cfg, hardware, layers)
@@ -255,7 +256,7 @@ def run_point(cfg: Config, breakdown: bool = False, model: nn.Module | None = No
                               f"{', '.join(dict.fromkeys(asked)) or '(none)'}")
     learned = bool(train_ledger.records())
     train_cols = ledger_columns(train_ledger, "energy_train") if learned else {}
-    m_sha, d_sha = model_sha(model), data_sha(data, n_test)
+    m_sha, d_sha = (model_sha(model) if model is not None else ""), data_sha(data, n_test)
     dcs = cfg.eval.drift_compensation
     rows = []
     for t_s in cfg.eval.times_s:
