@@ -751,6 +751,11 @@ class MappedMatrix:
                 active = hit.nonzero().squeeze(-1)
         return RowDrive(u, wj, x_scale, b, active, self)
 
+    def _drive(self, x: Tensor) -> tuple[Tensor, list, float]:
+        """Deprecated private form of :meth:`drive` (``(u [J·B, in], weights, x_scale)``); use ``drive(x).v``."""
+        d = self.drive(x)
+        return d.u, d.weights, d.x_scale
+
     def _rows(self, u: Tensor) -> Tensor:
         """Row drive fractions ``u [*L, N, in]`` → row voltages ``[*L, n_tiles_in, 1, N, rows]``."""
         n = u.shape[-2]
