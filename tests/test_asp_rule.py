@@ -92,3 +92,28 @@ def test_activity_bookkeeping():
 def test_bad_parameters(kw, key):
     with pytest.raises(ValueError, match=key):
         ASPRule(**kw)
+
+
+def test_presentation_with_event_rows_equals_dense():
+    """The network passes only the inputs that can spike (``rows``); the update must not depend on it."""
+    from algorithms.learning.asp import ASPLearning
+    from algorithms.learning.synapses import TorchSynapses
+
+    g = torch.Generator().manual_seed(0)
+    T, n_in, n_out = 40, 12, 3
+    rows = torch.tensor([1, 4, 5, 9])
+    pre = torch.zeros(T, 1, n_in)
+    pre[:, :, rows] = (torch.rand(T, 1, 4, generator=g) < 0.3).float()
+    post = torch.zeros(T, 1, n_out)
+    post[[3, 10, 11, 30], 0, [0, 2, 0, 1]] = 1.0
+    out = []
+    for sub in (False, True):
+        syn = TorchSynapses(torch.full((1, n_in, n_out), 0.5))
+        rule = ASPLearning(ASPRule(eta0=0.05, tau_leak0_s=0.5)).bind(syn)
+        rule.post_count.fill_(3.0)
+        rule.presentation(pre[:, :, rows] if sub else pre, post, rows if sub else None)
+        syn.flush()
+        out.append((syn.weights().clone(), rule.x_pre.clone(), rule.post_count.clone()))
+    assert torch.allclose(out[0][0], out[1][0], atol=1e-7)
+    assert torch.allclose(out[0][1], out[1][1]) and torch.equal(out[0][2], out[1][2])
+    assert not torch.allclose(out[0][0], torch.full((1, n_in, n_out), 0.5))

@@ -51,7 +51,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .rules import LearningRule, potentiate, trace_at, trace_final
+from .rules import LearningRule, _set_final, potentiate, pre_trace_at_events
 
 __all__ = ["ASPRule", "ASPLearning", "DECAY_MODES"]
 
@@ -222,21 +222,21 @@ class ASPLearning(LearningRule):
         self.synapses.add(leak if dw is None else leak + dw)
 
     def presentation(self, pre: Tensor, post: Tensor, rows: Tensor | None = None) -> None:
-        pre = self.synapses.dense(pre, rows)
         r = self.rule
         t_steps = pre.shape[0]
         dw = self.synapses.new_delta()
         ev = torch.nonzero(post > 0)  # (t, r, j) in time order
         if ev.shape[0]:
             t_last = int(ev[:, 0].max()) + 1
-            x_pre = trace_at(pre[:t_last], r.decay_pre, self.x_pre)[ev[:, 0], ev[:, 1]]  # [K, in]
-            acc = torch.cumsum(pre[:t_last], 0)[ev[:, 0], ev[:, 1]]  # [K, in]: Pre_acc of this presentation
+            x_pre = pre_trace_at_events(pre, r.decay_pre, self.x_pre, ev, rows)  # [K, in]
+            acc_sub = torch.cumsum(pre[:t_last], 0)[ev[:, 0], ev[:, 1]]  # Pre_acc of this presentation
+            acc = acc_sub if rows is None else x_pre.new_zeros(x_pre.shape).index_copy_(1, rows, acc_sub)
             cum = torch.cumsum(post[:t_last], 0) - post[:t_last]  # earlier spikes of this image
             p_before = self.post_count[ev[:, 1], ev[:, 2]] + cum[ev[:, 0], ev[:, 1], ev[:, 2]]  # [K]
             drive = (x_pre - r.offset) - r.k_const * torch.pow(2.0, -acc)
             values = r.w_max * r.learning_rate(p_before).unsqueeze(1) * drive
             potentiate(dw, ev, values, 1.0)
-        self.x_pre.copy_(trace_final(pre, r.decay_pre, self.x_pre))
+        _set_final(self.x_pre, pre, r.decay_pre, rows)
         if r.decay_post_acc != 1.0:
             self.post_count.mul_(r.decay_post_acc ** t_steps)
         self.post_count.add_(post.sum(0))

@@ -59,7 +59,7 @@ from torch import Tensor
 
 from device_models import Device
 
-from .rules import LearningRule, trace_at, trace_final
+from .rules import LearningRule, _set_final, pre_trace_at_events, trace_final
 from .synapses import Synapses
 
 __all__ = ["StochasticSTDP", "BinarySynapses", "DEPRESSION_MODES", "SYNAPSE_MODES", "expected_switch_probability"]
@@ -146,14 +146,11 @@ class StochasticSTDP(LearningRule):
         """
         if self.depression in ("pre", "both"):
             return LearningRule.presentation(self, pre, post, rows)
-        pre = self.synapses.dense(pre, rows)
         ev = torch.nonzero(post > 0)  # [K, 3]: (t, r, j), in time order
         if ev.shape[0]:
-            t_last = int(ev[:, 0].max()) + 1
-            x_pre = trace_at(pre[:t_last], self.decay_pre, self.x_pre)
-            p = self.post_probabilities(x_pre[ev[:, 0], ev[:, 1]])  # [K, in]
-            self.synapses.switch_events(ev[:, 1] * self.synapses.n_post + ev[:, 2], p)
-        self.x_pre.copy_(trace_final(pre, self.decay_pre, self.x_pre))
+            x_pre = pre_trace_at_events(pre, self.decay_pre, self.x_pre, ev, rows)  # [K, in]
+            self.synapses.switch_events(ev[:, 1] * self.synapses.n_post + ev[:, 2], self.post_probabilities(x_pre))
+        _set_final(self.x_pre, pre, self.decay_pre, rows)
         self.x_post.copy_(trace_final(post, self.decay_post, self.x_post))
 
     def post_probabilities(self, x_pre: Tensor) -> Tensor:
