@@ -24,8 +24,10 @@ Two modes (:meth:`DiehlCookConfig.preset`)
 
 Writes: ``write_every: step`` writes Δw after every time step (the reference semantics of both codes);
 ``write_every: image`` keeps the weights of a presentation fixed, accumulates its Δw and writes them in
-one burst after it (one programming pass per image: far fewer device operations; the learning rule sees
-the same spikes, the currents differ by the within-image weight change, ≤ ν_post per post spike).
+one burst after it (the learning rule sees the same spikes, the currents differ by the within-image
+weight change, ≤ ν_post per post spike). With ``normalisation: reprogram`` that burst also writes the
+column-sum normalisation of the columns it touched — one programming pass per image to
+``clip(clip(w + Δw)·total/Σ_i clip(w + Δw))`` (the next presentation then finds them normalised).
 
 Readout: label assignment by the largest mean response per class over labelled samples (learning off);
 prediction by the Diehl & Cook vote: the class whose assigned neurons have the largest mean spike count.
@@ -277,7 +279,12 @@ class DiehlCookNetwork:
         if active is not None and not bool(active.all()):
             syn.pending[~active] = 0.0
         self.stats.dw_entries += float((syn.pending != 0).sum())
-        syn.flush(ledger)
+        cfg = self.cfg
+        if cfg.normalisation == "reprogram" and cfg.write_every == "image":
+            # one programming pass per image: Δw and the column-sum normalisation of the next presentation
+            syn.flush(ledger, normalise_to=cfg.column_sum(self.n_in))
+        else:
+            syn.flush(ledger)
 
     def _rest(self, st, ist, learning: bool, ledger) -> None:
         """The input-free rest after a presentation (paper mode): the state decays, nothing is reset."""

@@ -73,11 +73,25 @@ class Synapses:
         else:
             self.pending.add_(dw)
 
-    def flush(self, ledger=None) -> None:
+    def flush(self, ledger=None, normalise_to: float | None = None) -> None:
+        """Write the accumulated Δw. With ``normalise_to`` the write also renormalises the columns it touches
+        (and any left unnormalised) to that column sum: one programming pass to
+        ``clip(clip(w + Δw)·total/Σ_i clip(w + Δw))`` instead of a Δw pass followed by a normalisation pass."""
         if self.pending is not None:
             dw, self.pending = self.pending, None
-            self._apply(dw, ledger)
+            if normalise_to is None:
+                self._apply(dw, ledger)
+            else:
+                self._apply_normalised(dw, float(normalise_to), ledger)
             self.writes += 1
+
+    def _targets(self, w: Tensor, dw: Tensor, total: float, dim: int = 1) -> tuple[Tensor, Tensor]:
+        """``(clip(w + Δw), clip(clip(w + Δw)·total/Σ_i clip(w + Δw)))``, the sum over the input dimension ``dim``."""
+        w1 = (w + dw).clamp(self.w_min, self.w_max)
+        return w1, (w1 * (total / w1.sum(dim, keepdim=True).clamp(min=1e-30))).clamp(self.w_min, self.w_max)
+
+    def _apply_normalised(self, dw: Tensor, total: float, ledger) -> None:
+        raise NotImplementedError
 
     def discard(self) -> None:
         self.pending = None
@@ -150,6 +164,12 @@ class TorchSynapses(Synapses):
         w = self.w
         target = w + ((w * scale).clamp(self.w_min, self.w_max) - w) * self.dirty.unsqueeze(1)
         w.copy_(target)
+        self.dirty.zero_()
+
+    def _apply_normalised(self, dw: Tensor, total: float, ledger) -> None:
+        self.dirty |= (dw != 0).any(1)
+        w1, w2 = self._targets(self.w, dw, total)
+        self.w.copy_(torch.where(self.dirty.unsqueeze(1), w2, w1))
         self.dirty.zero_()
 
 
@@ -374,6 +394,22 @@ class CrossbarSynapses(Synapses):
         if self._g_seen is not None:
             self._g_seen = self._g_seen.clone()
             self._g_seen[rv, :, tv, :, cv] = g_now[valid].to(self._g_seen.dtype)
+
+    def _apply_normalised(self, dw: Tensor, total: float, ledger) -> None:
+        self.dirty |= (dw != 0).any(1)
+        if not bool(self.dirty.any()):
+            return
+        cols, valid = _pairs(self.dirty)
+        if not self.sliced or cols.shape[1] > self.n_post // 2:
+            w = self.weights()
+            w1, w2 = self._targets(w, dw, total)
+            self._apply(torch.where(self.dirty.unsqueeze(1), w2, w1) - w, ledger)
+        else:
+            ridx = self._ridx(cols)
+            w = self.weights().transpose(1, 2)[ridx, cols]  # [R, k, in]
+            w1, w2 = self._targets(w, dw.transpose(1, 2)[ridx, cols], total, dim=-1)
+            self._write_columns((w2 - w) * valid.unsqueeze(-1), cols, valid, ledger)
+        self.dirty.zero_()
 
     def _rescale(self, scale: Tensor, ledger) -> None:
         if not bool(self.dirty.any()):
