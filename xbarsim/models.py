@@ -17,7 +17,6 @@ import importlib.util
 import json
 import pickle
 import sys
-import threading
 import zipfile
 from pathlib import Path
 
@@ -112,7 +111,7 @@ def train_model(
     """Adam on cross-entropy, CPU, deterministic under ``seed``.
 
     ``num_threads``: torch intra-op threads while training, a per-call budget restored afterwards
-    (``None``, or a process running other threads: the setting is left alone). The zoo's small models run many tiny kernels per step, where thread
+    (``None`` leaves the setting alone). The zoo's small models run many tiny kernels per step, where thread
     start-up dominates: on 2 shared cores one thread trained the digits CNN 9× and an MNIST CNN
     5× faster than two (measured). A last batch of one sample is skipped for models with
     BatchNorm (batch statistics need two samples).
@@ -123,7 +122,7 @@ def train_model(
     n = data.x_train.shape[0]
     has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     prev_threads = torch.get_num_threads()
-    if num_threads is not None and threading.active_count() == 1:  # never under other threads' feet
+    if num_threads is not None:
         torch.set_num_threads(num_threads)
     try:
         model.train()
