@@ -7,6 +7,8 @@ by the stochastic STDP rule of :mod:`algorithms.learning.stochastic` (Srinivasan
 6:29545, 2016; Srinivasan & Roy, Front. Neurosci. 13:189, 2019):
 
 * ``synapse: bernoulli`` — the algorithm draws the switches (software reference, no write energy);
+* ``synapse: crossbar`` — the same with one MTJ per synapse on a ``unipolar`` :class:`circuits.MappedMatrix`
+  (reads through its solver/IR drop/ADC, writes through ``MappedMatrix.switch``);
 * ``synapse: device`` — each element is an MTJ cell of the configured ``device`` (``stt_mtj``/``sot_mtj``):
   the switching probability becomes a write current through the model's inverse at nominal parameters
   (scaled by ``current_scale``; pulse width ``t_pulse_s``), and the cell switches with its own
@@ -22,6 +24,7 @@ Extra row columns: ``synapse``, ``write_attempts_per_image``, ``switches_per_ima
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,10 +32,12 @@ from typing import Any, ClassVar
 
 import torch
 
+from circuits import DAC, MappedMatrix
+
 from .base import Hardware, param
 from .learning.diehl_cook import MODES, WRITE_EVERY, DiehlCookConfig
-from .learning.stochastic import DEPRESSION_MODES, SYNAPSE_MODES, BinarySynapses, StochasticSTDP
-from .stdp import STDPAlgorithm
+from .learning.stochastic import DEPRESSION_MODES, SYNAPSE_MODES, BinarySynapses, MTJCrossbarSynapses, StochasticSTDP
+from .stdp import LAYER, STDPAlgorithm
 
 __all__ = ["StochasticSTDPAlgorithm", "RuleConfig"]
 
@@ -61,7 +66,9 @@ class StochasticSTDPAlgorithm(STDPAlgorithm):
         n_assign: int | None = param(None, description="label assignment from the last n training images "
                                      "(learning off); null: all", ge=1, nullable=True)
         synapse: str = param("bernoulli", description="bernoulli: the algorithm draws the switches; device: MTJ cells "
-                             "of the configured device switch with their own probability", choices=list(SYNAPSE_MODES))
+                             "of the configured device switch with their own probability (ideal readout); crossbar: "
+                             "the same cells on a unipolar MappedMatrix (its solver, IR drop, ADC; one element)",
+                             choices=[*SYNAPSE_MODES, "crossbar"])
         gamma_pot: float = param(0.01, description="potentiation: P(OFF→ON) = gamma_pot·x_pre on a post spike",
                                  ge=0, le=1)
         gamma_dep: float = param(0.01, description="depression probability scale (anti_hebbian: gamma_dep·(1 − x_pre) "
@@ -106,7 +113,11 @@ class StochasticSTDPAlgorithm(STDPAlgorithm):
         if not p.element_scales or any(not (0 < float(s) <= 1) for s in p.element_scales):
             raise ValueError(f"algorithm.element_scales: got {p.element_scales!r}; expected a non-empty list of "
                              "numbers in (0, 1]")
-        if p.synapse == "device" and not getattr(hardware.device, "binary", hasattr(hardware.device, "switch")):
+        if p.synapse == "crossbar" and len(p.element_scales) != 1:
+            raise ValueError(f"algorithm.element_scales: got {p.element_scales!r}; synapse 'crossbar' holds one "
+                             "binary element per synapse (use synapse: device for LT-ST synapses)")
+        if p.synapse in ("device", "crossbar") and not getattr(hardware.device, "binary",
+                                                               hasattr(hardware.device, "switch")):
             raise ValueError(f"algorithm.synapse: 'device' needs a binary stochastic device (stt_mtj, sot_mtj); the "
                              f"config's device is {getattr(hardware.device, 'name', hardware.device)!r}")
         self.params, self.hardware, self.model = p, hardware, model
@@ -132,6 +143,18 @@ class StochasticSTDPAlgorithm(STDPAlgorithm):
     def _synapses(self, n_in: int):
         p, hw = self.params, self.hardware
         gen = hw.generator if hw.generator is not None else torch.Generator().manual_seed(int(torch.seed() % 2**62))
+        if p.synapse == "crossbar":
+            device, spec, _dac, adc = hw.for_layer(LAYER)
+            spec = dataclasses.replace(spec, scheme="unipolar", weight_bits=None, bits_per_cell=None)
+            w0 = (torch.rand(p.replicas, self.cfg.n_neurons, n_in, generator=gen, device=gen.device) < p.p_init)
+            seeds = torch.randint(0, 2**62, (p.replicas,), generator=gen, device=gen.device).tolist()
+            gens = [torch.Generator(device=gen.device).manual_seed(int(s)) for s in seeds]
+            self.mm = MappedMatrix((w0.to(hw.dtype) * p.w_max), device, spec=spec, dac=DAC(mode="spikes"), adc=adc,
+                                   generator=gens, dtype=hw.dtype, name=LAYER, w_max=p.w_max, replicas=p.replicas)
+            syn = MTJCrossbarSynapses(self.mm, t_pulse_s=p.t_pulse_s, current_scale=p.current_scale,
+                                      ledger=self._train_ledger)
+            self.syn = syn
+            return syn, gen
         syn = BinarySynapses(p.replicas, n_in, self.cfg.n_neurons, mode=p.synapse,
                              device=hw.device if p.synapse == "device" else None, element_scales=p.element_scales,
                              w_min=0.0, w_max=p.w_max, p_init=p.p_init, t_pulse_s=p.t_pulse_s,
@@ -152,7 +175,7 @@ class StochasticSTDPAlgorithm(STDPAlgorithm):
             "switches_per_image": syn.switches / n_img,
             "write_energy_per_attempt_J": syn.write_energy_J / syn.attempts if syn.attempts else math.nan,
             "write_energy_per_image_J": syn.write_energy_J / n_img,
-            "t_pulse_s": syn.t_pulse_s if p.synapse == "device" else math.nan,
+            "t_pulse_s": syn.t_pulse_s if p.synapse != "bernoulli" else math.nan,
             "current_scale": p.current_scale,
         })
 

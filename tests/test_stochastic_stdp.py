@@ -86,3 +86,13 @@ def test_mnist_short_run_learns(mnist_dir):
     rows = alg.evaluate(d.x_test[:500], d.y_test[:500], 0.0)
     assert rows[0]["accuracy"] > 0.3
     assert rows[0]["rf_similarity"] < 0.5  # receptive fields differ
+
+
+@pytest.mark.slow
+def test_crossbar_mode_switches_mapped_mtj_cells(digits):
+    """synapse: crossbar — MTJ cells on a unipolar MappedMatrix, written by MappedMatrix.switch."""
+    alg, led = _fit(digits, synapse="crossbar", device=STTMTJ(), gamma_pot=0.2, gamma_dep=0.2)
+    syn = alg.net.syn
+    assert led.by_component()["write"] == pytest.approx(syn.write_energy_J, rel=1e-6) and syn.attempts > 0
+    w = syn.weights()
+    assert ((w < 0.25) | (w > 0.75)).all()  # binary cells (d2d R spread moves the levels a little)

@@ -60,9 +60,9 @@ from torch import Tensor
 from device_models import Device
 
 from .rules import LearningRule, _set_final, pre_trace_at_events, trace_final
-from .synapses import Synapses
+from .synapses import CrossbarSynapses, Synapses
 
-__all__ = ["StochasticSTDP", "BinarySynapses", "DEPRESSION_MODES", "SYNAPSE_MODES", "expected_switch_probability"]
+__all__ = ["StochasticSTDP", "BinarySynapses", "MTJCrossbarSynapses", "DEPRESSION_MODES", "SYNAPSE_MODES", "expected_switch_probability"]
 
 DEPRESSION_MODES = ("anti_hebbian", "pre", "both", "none")
 SYNAPSE_MODES = ("bernoulli", "device")
@@ -135,7 +135,7 @@ class StochasticSTDP(LearningRule):
                 self.synapses.switch(p)
         elif bool(post.any()):
             r, j = torch.nonzero(post > 0, as_tuple=True)
-            self.synapses.switch_events(r * self.synapses.n_post + j, self.post_probabilities(self.x_pre[r]))
+            self._emit(r * self.synapses.n_post + j, self.post_probabilities(self.x_pre[r]))
 
     def presentation(self, pre: Tensor, post: Tensor, rows: Tensor | None = None) -> None:
         """A whole presentation ``[T, R, ·]`` with the weights frozen during it (``write_every: image``).
@@ -149,9 +149,35 @@ class StochasticSTDP(LearningRule):
         ev = torch.nonzero(post > 0)  # [K, 3]: (t, r, j), in time order
         if ev.shape[0]:
             x_pre = pre_trace_at_events(pre, self.decay_pre, self.x_pre, ev, rows)  # [K, in]
-            self.synapses.switch_events(ev[:, 1] * self.synapses.n_post + ev[:, 2], self.post_probabilities(x_pre))
+            self._emit(ev[:, 1] * self.synapses.n_post + ev[:, 2], self.post_probabilities(x_pre))
         _set_final(self.x_pre, pre, self.decay_pre, rows)
         self.x_post.copy_(trace_final(post, self.decay_post, self.x_post))
+
+    def _emit(self, cols: Tensor, p: Tensor) -> None:
+        """Column attempts ``(cols [K], p [K, in])`` in time order → the synapses.
+
+        :class:`BinarySynapses` take them as one event list; any other synapse object with
+        ``switch(p [R, in, out])`` (e.g. :class:`MTJCrossbarSynapses` on ``MappedMatrix.switch``) gets one
+        call per round of attempts on distinct columns (the k-th attempt of every column in round k).
+        """
+        syn = self.synapses
+        if hasattr(syn, "switch_events"):
+            syn.switch_events(cols, p)
+            return
+        order = torch.sort(cols, stable=True).indices
+        sc = cols[order]
+        new = torch.ones_like(sc, dtype=torch.bool)
+        new[1:] = sc[1:] != sc[:-1]
+        pos = torch.arange(sc.numel(), device=sc.device)
+        start = torch.cummax(torch.where(new, pos, torch.zeros_like(pos)), 0).values
+        rank = torch.empty_like(pos)
+        rank[order] = pos - start
+        for k in range(int(rank.max()) + 1):
+            sel = rank == k
+            c = cols[sel]
+            full = p.new_zeros(syn.replicas, syn.n_post, syn.n_pre)
+            full.view(-1, syn.n_pre)[c] = p[sel]
+            syn.switch(full.transpose(1, 2))
 
     def post_probabilities(self, x_pre: Tensor) -> Tensor:
         """Signed probabilities ``[K, in]`` of the column of a post spike, given the pre traces ``[K, in]``."""
@@ -471,3 +497,39 @@ class BinarySynapses(Synapses):
             self.states = [self.cell._with_bits(st, torch.full(st.shape, bool(on), device=st.g.device))
                            for st in self.states]
         self._w = None
+
+
+class MTJCrossbarSynapses(CrossbarSynapses):
+    """Binary synapses on a plastic ``unipolar`` :class:`circuits.MappedMatrix` of MTJ cells (``synapse: crossbar``).
+
+    Reads go through the matrix (its solver, IR drop, ADC or analog readout: :class:`CrossbarSynapses`);
+    writes through ``MappedMatrix.switch(current_A=…)`` with the current the nominal-calibrated driver
+    produces, ``current_scale·I_nom(P, t_pulse)``; write energy to ``ledger`` (default: the training ledger
+    given at construction). Counts ``attempts`` (pulses) like :class:`BinarySynapses`.
+    """
+
+    def __init__(self, mm, t_pulse_s: float | None = None, current_scale: float = 1.0, ledger=None):
+        super().__init__(mm, rounding="stochastic")  # unused: binary cells are switched, not pulsed
+        _check("current_scale", current_scale, 0.0, lo_open=True)
+        self.t_pulse_s = float(t_pulse_s if t_pulse_s is not None else mm.device.t_write_s)
+        self.current_scale = float(current_scale)
+        self.ledger = ledger
+        self.attempts = 0.0
+        self.switches = 0.0
+        self.write_energy_J = 0.0
+        self.k = 1
+
+    def switch(self, p: Tensor, ledger=None) -> None:
+        p64 = p.to(torch.float64)
+        mag = self.mm.device.current_for_probability(p64.abs().clamp(max=1.0 - 1e-9), self.t_pulse_s)
+        cur = torch.where(p64 != 0, torch.sign(p64) * self.current_scale * mag, torch.zeros_like(p64))
+        before = self.weights().clone()
+        e = self.mm.switch(current_A=cur.transpose(1, 2).to(self.mm.dtype), t_pulse_s=self.t_pulse_s,
+                           ledger=ledger if ledger is not None else self.ledger)
+        self.invalidate()
+        self.attempts += float((p != 0).sum())
+        self.write_energy_J += float(e)
+        self.switches += float(((self.weights() - before).abs() > 0.5 * self.w_max).sum())
+
+    def on_fraction(self) -> Tensor:
+        return (self.weights() > 0.5 * self.w_max).to(self.dtype)
