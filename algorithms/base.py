@@ -104,6 +104,10 @@ class Algorithm:
     """Base class of every algorithm (see the module docstring for the contract)."""
 
     name: ClassVar[str] = "algorithm"
+    #: the runner builds (or loads) a trained software model for algorithms that convert one
+    needs_model: ClassVar[bool] = True
+    #: binary (MTJ) devices make sense only for algorithms built for 1-bit synapses
+    supports_binary_devices: ClassVar[bool] = True
 
     @dataclass
     class Params:
@@ -129,11 +133,15 @@ class Algorithm:
         return {}
 
     def evaluate(self, x: Tensor, y: Tensor, t_s: float, batch_size: int = 512) -> list[dict]:
-        """Rows for one evaluation time: ``accuracy_hw`` and the inference energy columns."""
+        """Rows for one evaluation time: ``accuracy_hw`` and the inference energy columns.
+
+        The row also carries ``"_ledger"`` (the inference :class:`EnergyLedger`), which the runner
+        turns into the per-layer breakdown and drops from the table.
+        """
         self.set_time(t_s)
         ledger = EnergyLedger()
         acc = accuracy(lambda xb: self.predict(xb, ledger), x, y, batch_size)
-        return [{"t_s": float(t_s), "accuracy_hw": acc, **ledger_columns(ledger)}]
+        return [{"t_s": float(t_s), "accuracy_hw": acc, **ledger_columns(ledger), "_ledger": ledger}]
 
     # -- parameters ------------------------------------------------------------------------
     @classmethod
