@@ -198,6 +198,8 @@ class DiehlCookNetwork:
         self.state = None
         self.istate = None
         self.stats = _Stats()
+        #: steps the current-based loop looks ahead in closed form (:meth:`DiehlCookCurrentLIF.scan`; 0: step by step)
+        self.scan_horizon = 64
         self._no_rows = torch.zeros(1, dtype=torch.long, device=self.device)  # the rest: one silent input
         self._counted = 0.0
         self._ops_counted = 0.0
@@ -232,7 +234,7 @@ class DiehlCookNetwork:
             x = spikes.permute(1, 0, 2, 3).reshape(r, t_steps * b, spikes.shape[-1])
             drive = self.syn.read(x, ledger, rows).view(r, t_steps, b, self.n).permute(1, 0, 2, 3)
             drive = self.exc.drive(drive * self.w_unit if self.w_unit != 1.0 else drive)
-        post = torch.zeros(t_steps, r, b, self.n, dtype=torch.bool, device=self.device)
+        post = torch.zeros(t_steps, r, b, self.n, dtype=self.dtype, device=self.device)
         exc, inh, gen = self.exc, self.inh, self.generator
         conductance = cfg.conductance
         w_ei = cfg.w_ei * self.w_unit
@@ -240,7 +242,14 @@ class DiehlCookNetwork:
         inhibition = None
         t_inh = -1  # last step the (current-based, event-driven) inhibitory layer was brought up to date
         drives = drive.unbind(0) if (any_input and not per_step) else None
-        for t in range(t_steps):
+        skim = any_input and not per_step and not conductance and self.scan_horizon > 0
+        t = -1
+        while t + 1 < t_steps:
+            t += 1
+            if skim and inhibition is None:  # jump over the steps in which no excitatory neuron fires
+                t += exc.scan(drive[t:t + self.scan_horizon], st)
+                if t >= t_steps:
+                    break
             if not any_input:
                 xt = None
             elif per_step:
@@ -263,14 +272,14 @@ class DiehlCookNetwork:
                     if bool(si.any()):
                         inhibition = (si.sum(-1, keepdim=True) - si) * (-w_ie)
             if s is not None:
-                post[t] = s > 0
+                post[t] = s
             if per_step:
                 self.rule.step(spikes[t, :, 0].to(self.dtype), s[:, 0] if s is not None else None, rows)
                 self._flush(ledger)
         if not conductance:
             inh.advance(ist, t_steps - 1 - t_inh)
         self.stats.steps += t_steps
-        return post.sum(0, dtype=self.dtype), (post if record else None)
+        return post.sum(0), (post if record else None)
 
     def _flush(self, ledger, active: Tensor | None = None) -> None:
         syn = self.syn
@@ -298,7 +307,7 @@ class DiehlCookNetwork:
         if learning:
             self.exc.decay_theta(st, spikes.shape[0])
             if record:
-                self.rule.presentation(spikes[:, :, 0].to(self.dtype), post[:, :, 0].to(self.dtype), rows)
+                self.rule.presentation(spikes[:, :, 0].to(self.dtype), post[:, :, 0], rows)
             self._flush(ledger, active)
         return counts
 

@@ -156,6 +156,37 @@ class DiehlCookCurrentLIF:
         state.theta.mul_(math.exp(-steps * self.dt_s / self.tau_theta_s))
         state.thr = state.theta + self.v_thresh
 
+    def scan(self, u: Tensor, state: DiehlCookState) -> int:
+        """Advance over the leading steps of ``u`` ``[K, R, B, N]`` in which no neuron reaches threshold; returns
+        their number ``n`` (``K`` if none does). The state is then that of ``n`` calls of :meth:`step`
+        (up to rounding: the linear leak is summed in closed form,
+        ``v_k = e^(−(k+1)dt/τ)·v_0 + Σ_{j≤k} e^(−(k−j)dt/τ)·u_j``, with the input of refractory neurons
+        replaced by the rest term); step ``n`` is left to :meth:`step`. Quiet stretches thus cost a few
+        tensor operations instead of a few per step.
+        """
+        k_steps = u.shape[0]
+        if k_steps == 0:
+            return 0
+        key = (k_steps, u.dtype, u.device, u.dim())
+        cache = self.__dict__.setdefault("_scan_cache", {})
+        if key not in cache:
+            k = torch.arange(k_steps, device=u.device, dtype=u.dtype).view(-1, *([1] * (u.dim() - 1)))
+            cache[key] = (k, torch.exp(k * (self.dt_s / self.tau_s)))  # e^(+j·dt/τ): at most e^(K·dt/τ)
+        k, inv = cache[key]
+        if state.busy > 0:
+            u = torch.where(state.refrac - k <= 0, u, self.rest_term)
+        acc = torch.cumsum(u * inv, 0).add_(state.v, alpha=self.decay)
+        v_all = acc.div_(inv)
+        hit = (v_all >= state.thr).view(k_steps, -1).any(1)
+        n = int(torch.argmax(hit.to(torch.int8)))  # the first step with a crossing (0 also when none: checked below)
+        if n == 0 and not bool(hit[0]):
+            n = k_steps
+        if n:
+            state.v.copy_(v_all[n - 1])
+            state.refrac.sub_(float(n))
+            state.busy = max(0, state.busy - n)
+        return n
+
     def step(self, u: Tensor | None, state: DiehlCookState, learning: bool = True,
              generator: torch.Generator | None = None) -> tuple[Tensor | None, DiehlCookState]:
         """One step (``u``: see the class docstring; ``None``: no input); returns ``(spikes or None, state)``.
@@ -184,8 +215,8 @@ class DiehlCookCurrentLIF:
             inc = s.sum(1, keepdim=True).mul_(self.theta_plus) if s.shape[1] > 1 else s * self.theta_plus
             state.theta.add_(inc)
             state.thr.add_(inc)
-        if self.one_spike:
-            s = _pick_one(s, generator)
+        if self.one_spike and (s.numel() == s.shape[-1] and float(s.sum()) > 1 or s.numel() > s.shape[-1]):
+            s = _pick_one(s, generator)  # (a single crossing needs no pick)
         return s, state
 
 
@@ -330,9 +361,9 @@ class DiehlCookInhibitoryLIF:
     def step_after(self, x: Tensor, state: DiehlCookState, n: int) -> tuple[Tensor, DiehlCookState]:
         """Current-based: ``n`` input-free steps (:meth:`advance`) then one step with input ``x`` [V], fused."""
         v = state.v
-        v.sub_(self.v_rest).mul_(self.decay ** (n + 1)).add_(self.v_rest)
-        state.refrac.sub_(float(n + 1))
-        v.add_(torch.where(state.refrac <= -1.0, x, 0.0))  # not refractory before this step's count-down
+        dn = self.decay ** (n + 1)
+        torch.add(torch.where(state.refrac <= n, x, 0.0), v, alpha=dn, out=v).add_(self.v_rest * (1.0 - dn))
+        state.refrac.sub_(float(n + 1))  # (input masked while refractory before this step's count-down)
         s = v >= self.v_thresh
         state.refrac.masked_fill_(s, float(self.refrac_steps))
         v.masked_fill_(s, self.v_reset)
