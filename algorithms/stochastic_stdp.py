@@ -69,7 +69,7 @@ class StochasticSTDPAlgorithm(STDPAlgorithm):
                              "of the configured device switch with their own probability (ideal readout); crossbar: "
                              "the same cells on a unipolar MappedMatrix (its solver, IR drop, ADC; one element)",
                              choices=[*SYNAPSE_MODES, "crossbar"])
-        gamma_pot: float = param(0.01, description="potentiation: P(OFF→ON) = gamma_pot·x_pre on a post spike",
+        gamma_pot: float = param(0.03, description="potentiation: P(OFF→ON) = gamma_pot·x_pre on a post spike",
                                  ge=0, le=1)
         gamma_dep: float = param(0.01, description="depression probability scale (anti_hebbian: gamma_dep·(1 − x_pre) "
                                  "for silent pres on a post spike; pre: gamma_dep·x_post on a pre spike)", ge=0, le=1)
