@@ -259,8 +259,9 @@ def receptive_field_similarity(w: Tensor) -> float:
 
 
 def plot_receptive_fields(weights: Tensor, path, image_shape=(28, 28), max_neurons: int = 400):
-    """Save the receptive fields (columns of ``weights [in, out]``, or ``[R, in, out]``: replica 0) as a grid
-    of ``image_shape`` images to ``path`` (PNG/PDF/SVG by extension). Needs matplotlib; returns the path."""
+    """Save the receptive fields (columns of ``weights [in, out]``, rows of ``[out, in]`` as ``MappedMatrix.weights()``
+    gives them; ``[R, ·, ·]``: replica 0) as a grid of ``image_shape`` images to ``path`` (PNG/PDF/SVG by
+    extension). Needs matplotlib; returns the path."""
     try:
         import matplotlib
 
@@ -272,8 +273,10 @@ def plot_receptive_fields(weights: Tensor, path, image_shape=(28, 28), max_neuro
     if w.dim() == 3:
         w = w[0]
     h, wd = image_shape
-    if w.shape[0] != h * wd:
-        raise ValueError(f"weights: got {w.shape[0]} inputs; image_shape {image_shape} needs {h * wd}")
+    if w.dim() != 2 or h * wd not in w.shape:
+        raise ValueError(f"weights: got shape {tuple(weights.shape)}; image_shape {tuple(image_shape)} needs {h * wd} inputs")
+    if w.shape[0] != h * wd:  # [out, in] (MappedMatrix.weights() layout)
+        w = w.T
     n = min(w.shape[1], max_neurons)
     side = math.ceil(math.sqrt(n))
     grid = torch.zeros(side * h, side * wd)

@@ -278,11 +278,11 @@ def test_registry_params_and_errors():
 
 
 def test_short_mnist_run_learns(mnist_dir, tmp_path):
-    """300 MNIST images on a crossbar (ideal device): accuracy well above chance (10 %), distinct receptive fields."""
+    """400 MNIST images on a crossbar (ideal device): accuracy well above chance (10 %), distinct receptive fields."""
     from xbarsim.datasets import load_mnist
 
     d = load_mnist(mnist_dir)
-    d.x_train, d.y_train = d.x_train[:300], d.y_train[:300]
+    d.x_train, d.y_train = d.x_train[:400], d.y_train[:400]
     cls = get_algorithm("stdp")
     alg = cls(cls.make_params(n_neurons=30, eval_batch=150),
               Hardware(device=IdealDevice(), adc=ADC(bits=None), generator=torch.Generator().manual_seed(0)))
@@ -290,7 +290,7 @@ def test_short_mnist_run_learns(mnist_dir, tmp_path):
     alg.fit(d, led)
     rows = alg.evaluate(d.x_test[:300], d.y_test[:300], 0.0)
     r = rows[0]
-    assert r["accuracy"] > 0.3, r["accuracy"]
+    assert r["accuracy"] > 0.3, r["accuracy"]  # 3× chance; 400 images is ~1 % of a pass
     assert len(set(alg.assignments()[0].tolist()) - {-1}) >= 5
     assert r["rf_similarity"] < 0.5
     assert receptive_field_similarity(alg.weights()[0]) == pytest.approx(r["rf_similarity"])
