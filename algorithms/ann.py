@@ -187,6 +187,8 @@ def fresh_generator(device: torch.device | str | None = None) -> torch.Generator
 
 
 _OVERRIDE_KEYS = ("device", "spec", "dac", "adc")
+#: weight-range headroom when a trained layer outgrows its chip's range and is re-mapped
+_RANGE_HEADROOM = 1.25
 
 
 class CrossbarNetwork(nn.Module):
@@ -346,23 +348,27 @@ class CrossbarNetwork(nn.Module):
     def program_weights(self, recalibrate: bool = True) -> None:
         """Write the current software weights onto the chips (after training them).
 
-        With a re-programmable :class:`MappedMatrix` (``program``) the same chip is re-written
-        (device-to-device variation and faults kept); otherwise each matrix is rebuilt from the
-        network's generator with its calibrated converters. Converter ranges are re-calibrated
-        on the last calibration batch when ``recalibrate``.
+        The same chip is re-written (device-to-device variation and faults kept) while the weights
+        fit its weight range ``w_max``; a layer whose largest weight outgrew the range (training) is
+        re-mapped on a new chip with ``1.25×`` headroom, keeping its calibrated converters (weights
+        beyond the range would saturate). Converter ranges are re-calibrated on the last
+        calibration batch when ``recalibrate``.
         """
         for layer, sw in zip(self.layers, self.software):
             if layer.kind != "mapped":
                 continue
             w = sw.weight.detach().reshape(sw.weight.shape[0], -1)
-            if hasattr(layer.mm, "program") and hasattr(layer.mm, "weights"):
-                layer.mm.program(w)
+            w_max = getattr(layer.mm, "w_max", None)
+            fits = w_max is not None and float(w.abs().max()) <= w_max
+            if hasattr(layer.mm, "program") and fits:
+                layer.mm.program(w)  # same chip; weights beyond ±w_max would saturate, so a grown range re-maps below
             else:
                 old = layer.mm
                 device, spec, _, _ = self.layer_settings(layer.name)
+                extra = {"w_max": _RANGE_HEADROOM * float(w.abs().max())} if w_max is not None else {}
                 layer.mm = MappedMatrix(
                     w, device, spec, old.dac, old.adc, generator=self.generator, dtype=self.dtype,
-                    drift_compensation=self.drift_compensation, name=layer.name,
+                    drift_compensation=self.drift_compensation, name=layer.name, **extra,
                 )
             layer.bias = None if sw.bias is None else sw.bias.detach()
         if recalibrate and self._calib_x is not None:
