@@ -187,8 +187,6 @@ def fresh_generator(device: torch.device | str | None = None) -> torch.Generator
 
 
 _OVERRIDE_KEYS = ("device", "spec", "dac", "adc")
-#: weight-range headroom when a trained layer outgrows its chip's range and is re-mapped
-_RANGE_HEADROOM = 1.25
 
 
 class CrossbarNetwork(nn.Module):
@@ -345,13 +343,14 @@ class CrossbarNetwork(nn.Module):
 
     # -- programming -------------------------------------------------------------------------
     @torch.no_grad()
-    def program_weights(self, recalibrate: bool = True) -> None:
+    def program_weights(self, recalibrate: bool = True, headroom: float = 1.0) -> None:
         """Write the current software weights onto the chips (after training them).
 
         The same chip is re-written (device-to-device variation and faults kept) while the weights
         fit its weight range ``w_max``; a layer whose largest weight outgrew the range (training) is
-        re-mapped on a new chip with ``1.25×`` headroom, keeping its calibrated converters (weights
-        beyond the range would saturate). Converter ranges are re-calibrated on the last
+        re-mapped on a new chip with range ``headroom × max|W|`` (1.25 while training, so that it
+        rarely happens twice), keeping its calibrated converters (weights beyond the range would
+        saturate). Converter ranges are re-calibrated on the last
         calibration batch when ``recalibrate``.
         """
         for layer, sw in zip(self.layers, self.software):
@@ -365,7 +364,7 @@ class CrossbarNetwork(nn.Module):
             else:
                 old = layer.mm
                 device, spec, _, _ = self.layer_settings(layer.name)
-                extra = {"w_max": _RANGE_HEADROOM * float(w.abs().max())} if w_max is not None else {}
+                extra = {"w_max": headroom * float(w.abs().max())} if w_max is not None else {}
                 layer.mm = MappedMatrix(
                     w, device, spec, old.dac, old.adc, generator=self.generator, dtype=self.dtype,
                     drift_compensation=self.drift_compensation, name=layer.name, **extra,

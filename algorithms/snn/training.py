@@ -126,7 +126,7 @@ def train_bptt(snn: SpikingNetwork, x: Tensor, y: Tensor, timesteps: int, surrog
             loss.backward()
             opt.step()
             if hardware and reprogram:
-                net.program_weights(recalibrate=False)
+                net.program_weights(recalibrate=False, headroom=1.25)
             total += float(loss.detach()) * idx.numel()
             count += idx.numel()
         losses.append(total / max(count, 1))
