@@ -437,8 +437,7 @@ class SpikingNetwork:
             if s.kind == "weight":
                 s.lam_in = lam
                 if self.backend == "hw":
-                    rows = cur[0] if constant else cur.reshape(-1, *cur.shape[2:])
-                    s.layer._calibrate_matrix(s.layer._rows(rows))
+                    s.layer._calibrate_matrix(s.layer._rows(self._calibration_inputs(s, cur[0] if constant else cur.flatten(0, 1))))
                 z = self._currents(s, cur, tc, None, constant)
                 if norm == "fixed":
                     theta = float(thresholds[s.name])
@@ -467,6 +466,17 @@ class SpikingNetwork:
                 cur = self._apply(s, cur)
         self.balanced = True
         return {s.name: s.theta for s in self.stages if s.kind == "weight"}
+
+    def _calibration_inputs(self, s: Stage, x: Tensor, budget: int = 2**24) -> Tensor:
+        """At most ``budget`` elements of receptive fields: a random subset of the (step, image) inputs
+        ``x [N, ...]`` (seeded from the network's generator) for the ADC range statistics."""
+        per_input = s.layer.mm.in_features * max(1, math.prod(s.layer.out_shape(tuple(x.shape[1:]))) // s.layer.mm.out_features)
+        n_max = max(1, budget // max(per_input, 1))
+        if x.shape[0] <= n_max:
+            return x
+        g = torch.Generator().manual_seed(int(self.net.generator.initial_seed()))
+        idx = torch.randperm(x.shape[0], generator=g)[:n_max].sort().values.to(x.device)
+        return x[idx]
 
     def _ann_percentiles(self, x: Tensor, percentile: float) -> dict[str, float]:
         """``λ_l``: percentile of each weight layer's ReLU output (hardware: the chips' ANN activations)."""
