@@ -21,10 +21,11 @@ there) multiplied through by ``λ_l/λ_{l−1}``. ``λ_l`` is either
   thresholds of the layers below already fixed (λ_l = θ_l·λ_{l−1}); times ``threshold_scale``
   (0.7 for hybrid initialisation, Rathi et al., ICLR 2020).
 
-Average pooling is linear and keeps rates; a **pool neuron** (IF, θ = 1, reset by subtraction)
-after it turns the pooled rate back into binary spikes so that every crossbar row is driven by a
-spike (``pool_neurons=False`` passes the fractional pooled values on, as SpikingJelly does; the
-next crossbar then needs an amplitude DAC). The output layer integrates its input without
+Average pooling is linear and keeps rates. The algorithms fold it into the next weight layer
+(:func:`fold_pooling`: exact, every row still sees binary spikes). Pools left in the chain get a
+**pool neuron** (IF, θ = 1, reset by subtraction) that turns the pooled rate back into binary
+spikes (one extra step of latency per pool), or with ``pool_neurons=False`` pass the fractional
+pooled values on, as SpikingJelly does, through an amplitude DAC of full scale 1. The output layer integrates its input without
 firing (``output="membrane"``: logits ≈ λ_{L−1}·Σ_t z_L(t)/T) or with IF neurons at θ_L
 (``output="spikes"``: the spike count; ties go to the lower class index).
 
