@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -11,11 +12,23 @@ __all__ = ["main", "format_table"]
 #: columns shown on the terminal (the file gets every column)
 _SHOW = (
     "device",
+    "method",
+    "timesteps",
+    "replica",
+    "phase",
+    "classes_seen",
     "t_s",
     "drift_compensation",
     "accuracy_sw",
+    "accuracy_ann",
+    "accuracy_snn_sw",
+    "accuracy_snn_hw",
     "accuracy_hw",
     "accuracy_drop",
+    "accuracy_seen",
+    "accuracy_newest",
+    "images_per_s",
+    "energy_train_per_image_J",
     "energy_per_inference_J",
     "latency_s",
 )
@@ -44,7 +57,7 @@ def _cmd_run(args) -> int:
     if breakdown is not None:
         check_format(breakdown, "--breakdown")
         if breakdown.exists() and not (args.out and args.out.exists()):
-            breakdown.unlink()  # a fresh run (nothing to resume): the breakdown starts afresh too
+            shutil.rmtree(breakdown) if breakdown.is_dir() else breakdown.unlink()  # a fresh run (nothing to resume): the breakdown starts afresh too
     kwargs = {"force": True} if getattr(args, "force", False) else {}
     df = run(args.config, out=args.out, progress=not args.quiet, workers=args.workers, scheduler=args.scheduler,
              breakdown=breakdown, **kwargs)
