@@ -12,7 +12,6 @@ from .converters import (
 from .crossbar import SOLVERS, Crossbar
 from .energy import COMPONENTS, EnergyLedger
 from .mapping import MappedMatrix
-from .spec import SCHEMES, CrossbarSpec, WeightCoding, weight_coding
 from .netlist import crossbar_netlist, nodal_solve, run_ngspice
 from .solver import (
     SolverConvergenceError,
@@ -21,6 +20,7 @@ from .solver import (
     solve_crossbar_iterative,
     transfer_matrix,
 )
+from .spec import SCHEMES, CrossbarSpec, WeightCoding, weight_coding
 
 __all__ = [
     "ADC",
