@@ -68,8 +68,8 @@ def quantize_uniform(x: Tensor, lo: Tensor | float, hi: Tensor | float, bits: in
     hi = torch.as_tensor(hi, dtype=x.dtype, device=x.device)
     lsb = (hi - lo) / (2**bits - 1)
     lsb = torch.where(lsb > 0, lsb, torch.ones_like(lsb))
-    xc = torch.minimum(torch.maximum(x, lo), hi)
-    return lo + torch.round((xc - lo) / lsb) * lsb
+    xc = torch.clamp(x, lo, hi)  # == minimum(maximum(x, lo), hi); one pass, then in place on the copy
+    return xc.sub_(lo).div_(lsb).round_().mul_(lsb).add_(lo)
 
 
 def _sar_constants(tech_node_nm: int, roadmap: str) -> tuple[float, float, float, float]:

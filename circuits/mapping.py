@@ -105,6 +105,7 @@ Digital recombination is assumed pipelined behind the conversions (no latency).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from dataclasses import dataclass, field
@@ -152,6 +153,12 @@ class RowDrive:
     active: Tensor | None = None
     _mm: MappedMatrix | None = field(default=None, repr=False)
     _v: Tensor | None = field(default=None, repr=False)
+    nonnegative: bool | None = None  # every drive ≥ 0 (None: not yet known)
+
+    def is_nonnegative(self) -> bool:
+        if self.nonnegative is None:
+            self.nonnegative = bool((self.u >= 0).all())
+        return self.nonnegative
 
     @property
     def n_reads(self) -> int:
@@ -297,6 +304,9 @@ class MappedMatrix:
         self._alpha = 1.0
         self._ones_ref = None
         self._eff_cache: tuple[int, Tensor] | None = None
+        self._trusted_spikes: bool | None = None  # set by assume_spikes
+        self._tile_cache: tuple | None = None  # (eff, v_read·eff per input tile [*L, ti, rows, to·S])
+        self._rowsum_cache: tuple | None = None  # (g, Σ over columns and output tiles of G per input row)
         self._adc_reps: list | None = None  # per-replica ADC copies (own calibrated ranges)
         self.programmed = False
         if w is not None:
@@ -738,18 +748,36 @@ class MappedMatrix:
         x = self._inputs(x)
         b = x.shape[-2]
         xf = x.reshape(-1, self.in_features).to(self.dtype)
-        u, wj, x_scale = self.dac.slices(xf)  # [J, L·B, in]
+        trusted = getattr(self, "_trusted_spikes", None) if self.dac.mode == "spikes" else None
+        if trusted is not None:  # the caller guarantees binary spikes: skip the per-element check
+            u, wj, x_scale = xf.unsqueeze(0), [1.0], 1.0
+        else:
+            u, wj, x_scale = self.dac.slices(xf)  # [J, L·B, in]
         nj = u.shape[0]
         if self.replicas is not None:
             u = u.reshape(nj, self.replicas, b, self.in_features).transpose(0, 1)
         u = u.reshape(*self._lead, nj * b, self.in_features)
         active = None
         if self.dac.mode == "spikes":
-            hit = u.reshape(-1, self.in_features).ne(0).any(0)
+            hit = u.reshape(-1, self.in_features).any(0)
             n_act = int(hit.sum())
             if n_act <= _SPARSE_FRACTION * self.in_features:
                 active = hit.nonzero().squeeze(-1)
-        return RowDrive(u, wj, x_scale, b, active, self)
+        drive = RowDrive(u, wj, x_scale, b, active, self)
+        if trusted:
+            drive.nonnegative = True
+        return drive
+
+    @contextlib.contextmanager
+    def assume_spikes(self, nonnegative: bool = False):
+        """Within the block, spike-mode inputs are taken as binary spikes without the per-element check
+        of :meth:`DAC.slices` (the caller produced them, e.g. IF neurons); ``nonnegative``: they are 0/1."""
+        saved = getattr(self, "_trusted_spikes", None)
+        self._trusted_spikes = bool(nonnegative)
+        try:
+            yield self
+        finally:
+            self._trusted_spikes = saved
 
     def _drive(self, x: Tensor) -> tuple[Tensor, list, float]:
         """Deprecated private form of :meth:`drive` (``(u [J·B, in], weights, x_scale)``); use ``drive(x).v``."""
@@ -787,6 +815,14 @@ class MappedMatrix:
             self._colm_cache = (eff, self._slots_to_weights(eff).transpose(-2, -1).contiguous())
         return self._colm_cache[1]
 
+    def _tile_matrix(self, eff: Tensor) -> Tensor:
+        """The signal transfer laid out per input tile ``[*L, ti, rows, to·S]`` (contiguous, cached per ``eff``)."""
+        c = getattr(self, "_tile_cache", None)
+        if c is None or c[0] is not eff:
+            ef = eff.transpose(-3, -2).reshape(*eff.shape[:-3], self.spec.rows, -1)
+            self._tile_cache = (eff, ef.contiguous())
+        return self._tile_cache[1]
+
     def signals(self, drive: RowDrive | Tensor) -> Tensor:
         """ADC input currents ``[*L, n_tiles_in, n_tiles_out, N, out_per_tile·K]`` [A] (after analog subtraction).
 
@@ -795,20 +831,25 @@ class MappedMatrix:
         """
         if isinstance(drive, RowDrive) and self.dac.mode == "spikes" and self._fast():
             u = drive.u
-            eff = self._effective(bool((u >= 0).all()))  # [*L, ti, to, rows, S]
+            nonneg = drive.is_nonnegative() if self.crossbar._use_network_solve() else False
+            eff = self._effective(nonneg)  # [*L, ti, to, rows, S]
+            efv = self._tile_matrix(eff)  # [*L, ti, rows, to·S]
+            rows = self.spec.rows
             if drive.active is not None:  # event-driven: only the active rows are read
                 idx = drive.active
                 ua = u.index_select(-1, idx) * self.v_read  # [*L, N, A]
-                tile = idx // self.spec.rows
+                tile = idx // rows
                 sel = (tile.unsqueeze(0) == torch.arange(self.n_tiles_in, device=idx.device).unsqueeze(1)).to(ua.dtype)
                 va = ua.unsqueeze(-3) * sel.unsqueeze(-2)  # [*L, ti, N, A]
-                ef = eff.transpose(-3, -2).reshape(*eff.shape[:-4], self.n_tiles_in * self.spec.rows, -1)
-                ea = ef.index_select(-2, idx)  # [*L, A, to·S]
+                ea = efv.reshape(*efv.shape[:-3], self.n_tiles_in * rows, -1).index_select(-2, idx)  # [*L, A, to·S]
                 i = va @ ea.unsqueeze(-3)  # [*L, ti, N, to·S]
-            else:
-                v = drive.v[..., 0, :, :]  # [*L, ti, N, rows]
-                ef = eff.transpose(-3, -2).reshape(*eff.shape[:-3], self.spec.rows, -1)  # [*L, ti, rows, to·S]
-                i = v @ ef
+            else:  # one product per input tile on a view of the inputs (no padded copy)
+                n = u.shape[-2]
+                u = u * self.v_read
+                i = u.new_empty(*u.shape[:-2], self.n_tiles_in, n, efv.shape[-1])
+                for k in range(self.n_tiles_in):
+                    lo, hi = k * rows, min(self.in_features, (k + 1) * rows)
+                    torch.matmul(u[..., lo:hi], efv[..., k, : hi - lo, :], out=i[..., k, :, :])
             i = i.reshape(*i.shape[:-1], self.n_tiles_out, -1)
             return i.movedim(-2, -3)
         v = drive.v if isinstance(drive, RowDrive) else drive
@@ -962,11 +1003,41 @@ class MappedMatrix:
         n_seq = min(self.adc.cols_per_adc, busiest)
         return nj * self.t_read_s, nj * n_seq * self.adc.conversion_time_s
 
+    def _read_energy(self, drive: RowDrive) -> Tensor:
+        """Energy [J] of all the reads of ``drive``: ``t_read·Σ_reads P`` (:meth:`Crossbar.read_power`).
+
+        Ideal wires: ``P = Σ_i v_i²·Σ_j g_ij``, so the total is ``t_read·v_read²·Σ_i (Σ_reads u_i²)·r_i``
+        with ``r_i`` the row sums of G over all columns and output tiles (cached per chip state): one
+        reduction over the reads instead of a padded per-tile product. With wire resistance the
+        quadratic form ``v Y vᵀ`` of the solve is evaluated per input tile on views of ``u`` (no padding).
+        """
+        xb = self.crossbar
+        u = drive.u.to(self.dtype)
+        rows = self.spec.rows
+        if not xb._use_network_solve():
+            g = xb.g
+            c = getattr(self, "_rowsum_cache", None)
+            if c is None or c[0] is not g:
+                r = g.sum(-1).sum(-2).flatten(-2)[..., : self.in_features]  # [*L, in]
+                self._rowsum_cache = (g, r)
+            r = self._rowsum_cache[1]
+            u2 = u if drive.nonnegative and self.dac.mode == "spikes" else u * u  # 0/1 spikes: u² = u
+            cnt = u2.sum(-2)  # [*L, in]
+            return (cnt.double() * r.double()).sum() * (self.v_read * self.v_read * self.t_read_s)
+        y = (xb._transfer or xb.transfer())[1]  # [*L, ti, to, rows, rows]
+        ys = y.sum(-3)  # the quadratic form summed over output tiles [*L, ti, rows, rows]
+        tot = u.new_zeros(())
+        for k in range(self.n_tiles_in):
+            lo, hi = k * rows, min(self.in_features, (k + 1) * rows)
+            uk = u[..., lo:hi]
+            tot = tot + ((uk @ ys[..., k, : hi - lo, : hi - lo]) * uk).sum()
+        return tot * (self.v_read * self.v_read * self.t_read_s)
+
     def _account(self, b: int, nj: int, drive: RowDrive, ledger: EnergyLedger) -> None:
         k = self.coding.n_slices
         r = self.replicas or 1
         t_read, t_conv = self.mvm_latency_s()
-        e_array = self.crossbar.read_energy(drive.v, self.t_read_s).sum()
+        e_array = self._read_energy(drive)
         n_dac = r * b * nj * self.in_features * self.n_tiles_out if self.dac.mode != "spikes" else 0  # row drives
         n_adc = r * b * nj * self.out_features * k * self.n_tiles_in  # one conversion per slice signal, bit and tile
         n_add = r * b * self.out_features * (self.n_tiles_in * nj * k - 1)  # shift-and-add and tile accumulation

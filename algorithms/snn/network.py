@@ -340,6 +340,15 @@ class SpikingNetwork:
             if isinstance(s.sw, nn.Conv2d):
                 return F.conv2d(x, w, None, s.sw.stride, s.sw.padding, s.sw.dilation)
             return F.linear(x, w)
+        mm = s.layer.mm
+        if self._spiking_input().get(s.name) and mm.dac.mode == "spikes":
+            # the rows see spikes this network made (IF neurons: 0/1; rate coding: ±1): no per-element check
+            first = s is next(st for st in self.stages if st.kind == "weight")
+            with mm.assume_spikes(nonnegative=not (first and self.encoding == "rate")):
+                return self._hw_product(s, x, ledger)
+        return self._hw_product(s, x, ledger)
+
+    def _hw_product(self, s: Stage, x: Tensor, ledger: EnergyLedger | None) -> Tensor:
         if ledger is None or self.readout == "adc":
             return s.layer.product(x, ledger)
         tmp = EnergyLedger()
