@@ -154,6 +154,7 @@ class RowDrive:
     _mm: MappedMatrix | None = field(default=None, repr=False)
     _v: Tensor | None = field(default=None, repr=False)
     nonnegative: bool | None = None  # every drive ≥ 0 (None: not yet known)
+    row_counts: Tensor | None = field(default=None, repr=False)  # Σ over reads of u per row (0/1 spikes)
 
     def is_nonnegative(self) -> bool:
         if self.nonnegative is None:
@@ -758,14 +759,20 @@ class MappedMatrix:
             u = u.reshape(nj, self.replicas, b, self.in_features).transpose(0, 1)
         u = u.reshape(*self._lead, nj * b, self.in_features)
         active = None
+        counts = None
         if self.dac.mode == "spikes":
-            hit = u.reshape(-1, self.in_features).any(0)
+            if trusted:  # 0/1 spikes: the reads per row (a sum is much cheaper than any() on floats)
+                counts = u.sum(-2)  # [*L, in]
+                hit = counts.reshape(-1, self.in_features).sum(0) > 0
+            else:
+                hit = u.reshape(-1, self.in_features).any(0)
             n_act = int(hit.sum())
             if n_act <= _SPARSE_FRACTION * self.in_features:
                 active = hit.nonzero().squeeze(-1)
         drive = RowDrive(u, wj, x_scale, b, active, self)
         if trusted:
             drive.nonnegative = True
+            drive.row_counts = counts
         return drive
 
     @contextlib.contextmanager
@@ -1021,8 +1028,10 @@ class MappedMatrix:
                 r = g.sum(-1).sum(-2).flatten(-2)[..., : self.in_features]  # [*L, in]
                 self._rowsum_cache = (g, r)
             r = self._rowsum_cache[1]
-            u2 = u if drive.nonnegative and self.dac.mode == "spikes" else u * u  # 0/1 spikes: u² = u
-            cnt = u2.sum(-2)  # [*L, in]
+            cnt = drive.row_counts
+            if cnt is None:
+                u2 = u if drive.nonnegative and self.dac.mode == "spikes" else u * u  # 0/1 spikes: u² = u
+                cnt = u2.sum(-2)  # [*L, in]
             return (cnt.double() * r.double()).sum() * (self.v_read * self.v_read * self.t_read_s)
         y = (xb._transfer or xb.transfer())[1]  # [*L, ti, to, rows, rows]
         ys = y.sum(-3)  # the quadratic form summed over output tiles [*L, ti, rows, rows]
