@@ -1016,7 +1016,8 @@ class MappedMatrix:
         Ideal wires: ``P = Σ_i v_i²·Σ_j g_ij``, so the total is ``t_read·v_read²·Σ_i (Σ_reads u_i²)·r_i``
         with ``r_i`` the row sums of G over all columns and output tiles (cached per chip state): one
         reduction over the reads instead of a padded per-tile product. With wire resistance the
-        quadratic form ``v Y vᵀ`` of the solve is evaluated per input tile on views of ``u`` (no padding).
+        quadratic form ``v Y vᵀ`` of the solve, summed over the reads, is ``⟨Y, Σ_n v_nᵀ v_n⟩`` per input tile
+        (one Gram product on a view of ``u``, no padding).
         """
         xb = self.crossbar
         u = drive.u.to(self.dtype)
@@ -1039,7 +1040,8 @@ class MappedMatrix:
         for k in range(self.n_tiles_in):
             lo, hi = k * rows, min(self.in_features, (k + 1) * rows)
             uk = u[..., lo:hi]
-            tot = tot + ((uk @ ys[..., k, : hi - lo, : hi - lo]) * uk).sum()
+            gram = uk.transpose(-2, -1) @ uk  # Σ_reads u uᵀ [*L, rows, rows]: Σ_n u_n Y u_nᵀ = ⟨Y, Σ_n u_nᵀ u_n⟩
+            tot = tot + (gram * ys[..., k, : hi - lo, : hi - lo]).sum()
         return tot * (self.v_read * self.v_read * self.t_read_s)
 
     def _account(self, b: int, nj: int, drive: RowDrive, ledger: EnergyLedger) -> None:
