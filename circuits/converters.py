@@ -68,6 +68,11 @@ def quantize_uniform(x: Tensor, lo: Tensor | float, hi: Tensor | float, bits: in
     hi = torch.as_tensor(hi, dtype=x.dtype, device=x.device)
     lsb = (hi - lo) / (2**bits - 1)
     lsb = torch.where(lsb > 0, lsb, torch.ones_like(lsb))
+    if lo.numel() == 1 and hi.numel() == 1 and lo.dim() <= x.dim() and hi.dim() <= x.dim():
+        # scalar range: clamp with Python numbers (the values in x's dtype, as above), the fast kernel
+        lo_s, hi_s, lsb_s = lo.reshape(()), hi.reshape(()), lsb.reshape(())
+        xc = torch.clamp(x, float(lo_s), float(hi_s))
+        return xc.sub_(lo_s).div_(lsb_s).round_().mul_(lsb_s).add_(lo_s)
     xc = torch.clamp(x, lo, hi)  # == minimum(maximum(x, lo), hi); one pass, then in place on the copy
     return xc.sub_(lo).div_(lsb).round_().mul_(lsb).add_(lo)
 

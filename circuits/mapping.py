@@ -830,7 +830,24 @@ class MappedMatrix:
             self._tile_cache = (eff, ef.contiguous())
         return self._tile_cache[1]
 
-    def signals(self, drive: RowDrive | Tensor) -> Tensor:
+    def _used_signals(self) -> int | None:
+        """Signals per array worth digitising in :meth:`_matmul`: ``out_features·K`` when one output tile
+        holds every output in fewer slots than it has and the ADC is the same deterministic quantiser for
+        every signal (no static errors, no noise, one range), else ``None`` (all signals)."""
+        if self.n_tiles_out != 1 or self.out_features >= self.out_per_tile or self.replicas is not None:
+            return None
+        if self._adc_gain is not None or self._adc_offset is not None:
+            return None
+        a = self.adc
+        if a.bits is not None:
+            if a.noise_sigma_lsb > 0:
+                return None
+            r = a.full_scale()
+            if r is None or (torch.is_tensor(r) and r.numel() != 1):
+                return None
+        return self.out_features * self.coding.n_slices
+
+    def signals(self, drive: RowDrive | Tensor, _used: int | None = None) -> Tensor:
         """ADC input currents ``[*L, n_tiles_in, n_tiles_out, N, out_per_tile·K]`` [A] (after analog subtraction).
 
         ``drive``: a :class:`RowDrive` or row voltages ``[*L, n_tiles_in, 1, N, rows]``. Signal ``o·K + k`` is
@@ -849,14 +866,17 @@ class MappedMatrix:
                 sel = (tile.unsqueeze(0) == torch.arange(self.n_tiles_in, device=idx.device).unsqueeze(1)).to(ua.dtype)
                 va = ua.unsqueeze(-3) * sel.unsqueeze(-2)  # [*L, ti, N, A]
                 ea = efv.reshape(*efv.shape[:-3], self.n_tiles_in * rows, -1).index_select(-2, idx)  # [*L, A, to·S]
+                if _used is not None:
+                    ea = ea[..., :_used]
                 i = va @ ea.unsqueeze(-3)  # [*L, ti, N, to·S]
             else:  # one product per input tile on a view of the inputs (no padded copy)
                 n = u.shape[-2]
                 u = u * self.v_read
-                i = u.new_empty(*u.shape[:-2], self.n_tiles_in, n, efv.shape[-1])
+                n_sig = efv.shape[-1] if _used is None else _used
+                i = u.new_empty(*u.shape[:-2], self.n_tiles_in, n, n_sig)
                 for k in range(self.n_tiles_in):
                     lo, hi = k * rows, min(self.in_features, (k + 1) * rows)
-                    torch.matmul(u[..., lo:hi], efv[..., k, : hi - lo, :], out=i[..., k, :, :])
+                    torch.matmul(u[..., lo:hi], efv[..., k, : hi - lo, :n_sig], out=i[..., k, :, :])
             i = i.reshape(*i.shape[:-1], self.n_tiles_out, -1)
             return i.movedim(-2, -3)
         v = drive.v if isinstance(drive, RowDrive) else drive
@@ -899,6 +919,7 @@ class MappedMatrix:
         else:
             gen = self.generator if isinstance(self.generator, torch.Generator) else None
             a = self.adc(s, self._adc_gain, self._adc_offset, gen)
+        opt = a.shape[-1] // c.n_slices  # out_per_tile, or out_features for trimmed signals (_used_signals)
         a = a.reshape(*self._lead, self.n_tiles_in, self.n_tiles_out, nj, b, opt, c.n_slices)
         if c.n_slices > 1:  # shift-and-add over weight slices
             wk = (2.0**c.cell_bits) ** torch.arange(c.n_slices, dtype=a.dtype, device=a.device)
@@ -981,7 +1002,8 @@ class MappedMatrix:
 
     def _matmul(self, x: Tensor, ledger: EnergyLedger | None) -> Tensor:
         drive = self.drive(x)
-        return self.digitise(self.signals(drive), drive, ledger)
+        used = self._used_signals() if self.dac.mode == "spikes" and self._fast() else None
+        return self.digitise(self.signals(drive, used), drive, ledger)
 
     # -- cost -------------------------------------------------------------------------------
     def accumulator_bits(self) -> int:
