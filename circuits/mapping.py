@@ -822,13 +822,16 @@ class MappedMatrix:
             self._colm_cache = (eff, self._slots_to_weights(eff).transpose(-2, -1).contiguous())
         return self._colm_cache[1]
 
-    def _tile_matrix(self, eff: Tensor) -> Tensor:
-        """The signal transfer laid out per input tile ``[*L, ti, rows, to·S]`` (contiguous, cached per ``eff``)."""
+    def _tile_matrix(self, eff: Tensor, n_sig: int | None = None) -> Tensor:
+        """The signal transfer laid out per input tile ``[*L, ti, rows, to·S]`` (contiguous, cached per ``eff``);
+        ``n_sig``: only the first ``n_sig`` signals (contiguous too)."""
         c = getattr(self, "_tile_cache", None)
         if c is None or c[0] is not eff:
             ef = eff.transpose(-3, -2).reshape(*eff.shape[:-3], self.spec.rows, -1)
-            self._tile_cache = (eff, ef.contiguous())
-        return self._tile_cache[1]
+            c = self._tile_cache = (eff, {None: ef.contiguous()})
+        if n_sig not in c[1]:
+            c[1][n_sig] = c[1][None][..., :n_sig].contiguous()
+        return c[1][n_sig]
 
     def _used_signals(self) -> int | None:
         """Signals per array worth digitising in :meth:`_matmul`: ``out_features·K`` when one output tile
@@ -871,12 +874,14 @@ class MappedMatrix:
                 i = va @ ea.unsqueeze(-3)  # [*L, ti, N, to·S]
             else:  # one product per input tile on a view of the inputs (no padded copy)
                 n = u.shape[-2]
-                u = u * self.v_read
-                n_sig = efv.shape[-1] if _used is None else _used
+                efs = self._tile_matrix(eff, _used)  # [*L, ti, rows, n_sig]
+                n_sig = efs.shape[-1]
                 i = u.new_empty(*u.shape[:-2], self.n_tiles_in, n, n_sig)
+                buf = u.new_empty(*u.shape[:-2], n, min(rows, self.in_features))  # one tile's row voltages, reused
                 for k in range(self.n_tiles_in):
                     lo, hi = k * rows, min(self.in_features, (k + 1) * rows)
-                    torch.matmul(u[..., lo:hi], efv[..., k, : hi - lo, :n_sig], out=i[..., k, :, :])
+                    vk = torch.mul(u[..., lo:hi], self.v_read, out=buf[..., : hi - lo])
+                    torch.matmul(vk, efs[..., k, : hi - lo, :], out=i[..., k, :, :])
             i = i.reshape(*i.shape[:-1], self.n_tiles_out, -1)
             return i.movedim(-2, -3)
         v = drive.v if isinstance(drive, RowDrive) else drive
