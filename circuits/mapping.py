@@ -129,6 +129,8 @@ __all__ = ["CrossbarSpec", "MappedMatrix", "RowDrive", "SCHEMES", "WeightCoding"
 _CHUNK_ELEMENTS = 2**24
 #: spike inputs read only the active rows when at most this fraction of the rows is active
 _SPARSE_FRACTION = 0.25
+#: reads inspected first to recognise dense spike drives without a full pass
+_DENSE_PROBE = 256
 #: most pulses one :meth:`MappedMatrix.update` call sends to a cell
 _MAX_PULSES = 1000
 #: |p| is clipped here in :meth:`MappedMatrix.switch` (p = 1 needs an infinite current)
@@ -761,13 +763,15 @@ class MappedMatrix:
         active = None
         counts = None
         if self.dac.mode == "spikes":
-            if trusted:  # 0/1 spikes: the reads per row (a sum is much cheaper than any() on floats)
+            flat = u.reshape(-1, self.in_features)
+            if trusted and int(flat[:_DENSE_PROBE].sum(0).gt(0).sum()) > _SPARSE_FRACTION * self.in_features:
+                hit = None  # the first reads alone drive too many rows: dense (row counts come from signals())
+            elif trusted:  # 0/1 spikes: the reads per row (a sum is much cheaper than any() on floats)
                 counts = u.sum(-2)  # [*L, in]
                 hit = counts.reshape(-1, self.in_features).sum(0) > 0
             else:
-                hit = u.reshape(-1, self.in_features).any(0)
-            n_act = int(hit.sum())
-            if n_act <= _SPARSE_FRACTION * self.in_features:
+                hit = flat.any(0)
+            if hit is not None and int(hit.sum()) <= _SPARSE_FRACTION * self.in_features:
                 active = hit.nonzero().squeeze(-1)
         drive = RowDrive(u, wj, x_scale, b, active, self)
         if trusted:
@@ -878,9 +882,14 @@ class MappedMatrix:
                 n_sig = efs.shape[-1]
                 i = u.new_empty(*u.shape[:-2], self.n_tiles_in, n, n_sig)
                 buf = u.new_empty(*u.shape[:-2], n, min(rows, self.in_features))  # one tile's row voltages, reused
+                cnt = None
+                if drive.row_counts is None and drive.nonnegative and getattr(self, "_trusted_spikes", None) is not None:
+                    cnt = drive.row_counts = u.new_empty(*u.shape[:-2], self.in_features)
                 for k in range(self.n_tiles_in):
                     lo, hi = k * rows, min(self.in_features, (k + 1) * rows)
                     vk = torch.mul(u[..., lo:hi], self.v_read, out=buf[..., : hi - lo])
+                    if cnt is not None:  # per-row spike counts for the read energy, while the tile is in cache
+                        torch.sum(u[..., lo:hi], -2, out=cnt[..., lo:hi])
                     torch.matmul(vk, efs[..., k, : hi - lo, :], out=i[..., k, :, :])
             i = i.reshape(*i.shape[:-1], self.n_tiles_out, -1)
             return i.movedim(-2, -3)
