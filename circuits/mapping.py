@@ -873,12 +873,10 @@ class MappedMatrix:
                 sel = (tile.unsqueeze(0) == torch.arange(self.n_tiles_in, device=idx.device).unsqueeze(1)).to(ua.dtype)
                 va = ua.unsqueeze(-3) * sel.unsqueeze(-2)  # [*L, ti, N, A]
                 ea = efv.reshape(*efv.shape[:-3], self.n_tiles_in * rows, -1).index_select(-2, idx)  # [*L, A, to·S]
-                if _used is not None:
-                    ea = ea[..., :_used]
                 i = va @ ea.unsqueeze(-3)  # [*L, ti, N, to·S]
             else:  # one product per input tile on a view of the inputs (no padded copy)
                 n = u.shape[-2]
-                efs = self._tile_matrix(eff, _used)  # [*L, ti, rows, n_sig]
+                efs = self._tile_matrix(eff, _used)  # [*L, ti, rows, n_sig]: only the signals digitised
                 n_sig = efs.shape[-1]
                 i = u.new_empty(*u.shape[:-2], self.n_tiles_in, n, n_sig)
                 buf = u.new_empty(*u.shape[:-2], n, min(rows, self.in_features))  # one tile's row voltages, reused
@@ -891,6 +889,8 @@ class MappedMatrix:
                     if cnt is not None:  # per-row spike counts for the read energy, while the tile is in cache
                         torch.sum(u[..., lo:hi], -2, out=cnt[..., lo:hi])
                     torch.matmul(vk, efs[..., k, : hi - lo, :], out=i[..., k, :, :])
+            if _used is not None and i.shape[-1] > _used:  # digitise only the used slots
+                i = i[..., :_used]
             i = i.reshape(*i.shape[:-1], self.n_tiles_out, -1)
             return i.movedim(-2, -3)
         v = drive.v if isinstance(drive, RowDrive) else drive
@@ -933,6 +933,12 @@ class MappedMatrix:
         else:
             gen = self.generator if isinstance(self.generator, torch.Generator) else None
             a = self.adc(s, self._adc_gain, self._adc_offset, gen)
+        if a.shape[-1] < opt * c.n_slices and self.n_tiles_in > 1:
+            # trimmed signals (_used_signals): back to the full width with zeros, so that the sum over input
+            # tiles below reduces the same shape, in the same order, as for all the signals (bit-identical)
+            full = a.new_zeros(*a.shape[:-1], opt * c.n_slices)
+            full[..., : a.shape[-1]] = a
+            a = full
         opt = a.shape[-1] // c.n_slices  # out_per_tile, or out_features for trimmed signals (_used_signals)
         a = a.reshape(*self._lead, self.n_tiles_in, self.n_tiles_out, nj, b, opt, c.n_slices)
         if c.n_slices > 1:  # shift-and-add over weight slices
