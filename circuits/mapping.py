@@ -936,7 +936,11 @@ class MappedMatrix:
         if a.shape[-1] < opt * c.n_slices and self.n_tiles_in > 1:
             # trimmed signals (_used_signals): back to the full width with zeros, so that the sum over input
             # tiles below reduces the same shape, in the same order, as for all the signals (bit-identical)
-            full = a.new_zeros(*a.shape[:-1], opt * c.n_slices)
+            shape = (*a.shape[:-1], opt * c.n_slices)
+            buf = getattr(self, "_refill_buf", None)  # reused: its unused slots stay zero (page faults are costly)
+            if buf is None or tuple(buf.shape) != shape or buf.dtype != a.dtype:
+                buf = self._refill_buf = a.new_zeros(shape)
+            full = buf
             full[..., : a.shape[-1]] = a
             a = full
         opt = a.shape[-1] // c.n_slices  # out_per_tile, or out_features for trimmed signals (_used_signals)
