@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from circuits import ADC, DAC, CrossbarSpec, EnergyLedger, MappedMatrix
 from device_models import Device
 
+from .base import accuracy
 from .layers import (
     BATCHNORMS,
     DEFAULT_CHUNK_ELEMENTS,
@@ -496,13 +497,3 @@ def _check_supported(i: int, item: object) -> None:
         raise UnsupportedLayerError(
             f"layer {i} ({type(item).__name__}: {item}) is not supported on crossbars; supported: {_SUPPORTED_NAMES}"
         )
-
-
-@torch.no_grad()
-def accuracy(predict: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, batch_size: int = 512) -> float:
-    """Fraction of ``x`` whose arg-max prediction equals ``y`` (evaluated in batches)."""
-    correct = 0
-    for start in range(0, x.shape[0], batch_size):
-        out = predict(x[start : start + batch_size])
-        correct += int((out.argmax(-1).cpu() == y[start : start + batch_size].cpu()).sum())
-    return correct / max(x.shape[0], 1)
