@@ -73,8 +73,12 @@ class StochasticSTDPAlgorithm(STDPAlgorithm):
                                  ge=0, le=1)
         gamma_dep: float = param(0.01, description="depression probability scale (anti_hebbian: gamma_dep·(1 − x_pre) "
                                  "for silent pres on a post spike; pre: gamma_dep·x_post on a pre spike)", ge=0, le=1)
-        depression: str = param("anti_hebbian", description="anti_hebbian (ReStoCNet HB-STDP), pre (pair rule), both, "
-                                "none", choices=list(DEPRESSION_MODES))
+        depression: str = param("anti_hebbian", description="anti_hebbian (ReStoCNet HB-STDP), balanced (anti-Hebbian "
+                                "with the depression scaled per post spike so the column's expected ON count goes to "
+                                "on_target·n_in), pre (pair rule), both, none", choices=list(DEPRESSION_MODES))
+        on_target: float | None = param(None, description="balanced: target fraction of ON synapses per neuron (null: "
+                                        "the mode's column sum / (n_in·w_max), 0.1 in fast mode)", gt=0, le=1,
+                                        nullable=True)
         x_window: float = param(math.exp(-1.0), description="pre trace above which a pre counts as recent "
                                 "(anti-Hebbian window Δt ≤ τ_pre·ln(1/x_window))", ge=0, le=1)
         tau_pre_s: float = param(20e-3, description="pre trace time constant", unit="s", gt=0)
@@ -113,6 +117,10 @@ class StochasticSTDPAlgorithm(STDPAlgorithm):
         if not p.element_scales or any(not (0 < float(s) <= 1) for s in p.element_scales):
             raise ValueError(f"algorithm.element_scales: got {p.element_scales!r}; expected a non-empty list of "
                              "numbers in (0, 1]")
+        if p.depression not in DEPRESSION_MODES:
+            raise ValueError(f"algorithm.depression: got {p.depression!r}; allowed: {', '.join(DEPRESSION_MODES)}")
+        if p.on_target is not None and not (isinstance(p.on_target, (int, float)) and 0 < p.on_target <= 1):
+            raise ValueError(f"algorithm.on_target: got {p.on_target!r}; must be a number in (0, 1] or null")
         if p.synapse == "crossbar" and len(p.element_scales) != 1:
             raise ValueError(f"algorithm.element_scales: got {p.element_scales!r}; synapse 'crossbar' holds one "
                              "binary element per synapse (use synapse: device for LT-ST synapses)")
@@ -138,10 +146,20 @@ class StochasticSTDPAlgorithm(STDPAlgorithm):
         p = self.params
         return StochasticSTDP(gamma_pot=p.gamma_pot, gamma_dep=p.gamma_dep, tau_pre_s=p.tau_pre_s,
                               tau_post_s=p.tau_post_s, depression=p.depression, x_window=p.x_window, p_min=p.p_min,
-                              dt_s=self.cfg.dt_s, reset_traces=self.cfg.reset_between)
+                              dt_s=self.cfg.dt_s, reset_traces=self.cfg.reset_between, on_target=self.on_target())
+
+    def on_target(self) -> float:
+        """Target ON fraction of the ``balanced`` depression: ``on_target``, or the column sum / (n_in·w_max)."""
+        if self.params.on_target is not None:
+            return float(self.params.on_target)
+        n_in = getattr(self, "_n_in", None)
+        if n_in is None:
+            return 0.1
+        return min(1.0, self.cfg.column_sum(n_in) / (n_in * float(self.params.w_max)))
 
     def _synapses(self, n_in: int):
         p, hw = self.params, self.hardware
+        self._n_in = int(n_in)
         gen = hw.generator if hw.generator is not None else torch.Generator().manual_seed(int(torch.seed() % 2**62))
         if p.synapse == "crossbar":
             device, spec, _dac, adc = hw.for_layer(LAYER)
@@ -167,6 +185,8 @@ class StochasticSTDPAlgorithm(STDPAlgorithm):
         self._train_ledger = ledger
         super().fit(data, ledger)
         syn, p = self.net.syn, self.params
+        if p.normalisation == "gain":  # the gain of the final weights (the last presentation wrote after its gain)
+            syn.normalise(self.cfg.column_sum(syn.n_pre), "gain")
         n_img = max(self._cols["n_train"] * p.replicas, 1)
         self._cols.update({
             "synapse": p.synapse,
@@ -177,6 +197,8 @@ class StochasticSTDPAlgorithm(STDPAlgorithm):
             "write_energy_per_image_J": syn.write_energy_J / n_img,
             "t_pulse_s": syn.t_pulse_s if p.synapse != "bernoulli" else math.nan,
             "current_scale": p.current_scale,
+            "depression": p.depression,
+            "on_target": self.on_target() if p.depression == "balanced" else math.nan,
         })
 
     def evaluate(self, x, y, t_s: float, batch_size: int = 512) -> list[dict]:

@@ -18,6 +18,18 @@ nearest-spike traces, ``x ← x·e^(−dt/τ)`` every step and ``x = 1`` on a sp
     pres (``x_pre ≥ x_window``) are potentiated instead, so each write is one signed attempt;
   - ``"pre"`` (the pair rule's depression branch, Srinivasan 2016): on a pre spike of input ``i``,
     ``P(ON → OFF) = γ_dep·x_post,j`` (``x_post`` read before this step's post spikes);
+  - ``"balanced"``: the anti-Hebbian window rule with the depression scale chosen per post spike so that
+    the column's expected number of ON synapses moves to ``N* = on_target·n_in`` (the binary counterpart of
+    the Diehl & Cook column normalisation, whose column sum 0.1·784 = 78.4 weight units is ``N*·w_max`` at
+    ``on_target = 0.1``). For the post spike ``k`` of neuron ``j`` with ON states ``b_i`` (fraction of the
+    elements ON, read before the presentation's writes), potentiation mass ``A = Σ_{recent} γ_pot·x_i·(1 − b_i)``
+    and depression mass ``S = Σ_{silent} (1 − x_i)·b_i``, the silent ON synapses switch OFF with
+    ``P = c·(1 − x_i)``, ``c = clip((A + (Σ_i b_i − N*)/n_j)/S, 0, 1)`` (``n_j``: post spikes of neuron ``j`` in
+    this presentation), so that ``E[ΔN_on] = A − c·S = −(N_on − N*)/n_j``: the expected ON count is pulled to
+    ``N*`` at every presentation instead of drifting to where a fixed ``γ_dep`` balances ``γ_pot`` (which depends
+    on the input statistics: ≈ 0.2 of the synapses for MNIST at ``γ_dep/γ_pot = 1/3``). ``gamma_dep`` is not
+    used. On a crossbar ``A``, ``S`` and ``N_on`` are column reads with the trace values (or 1) on the rows.
+    The papers' own depression (a fixed ``γ_dep``) is ``"anti_hebbian"``; this form is xbarsim's choice;
   - ``"both"``: the two above; ``"none"``: potentiation only.
 
   One write pulse per cell and step: in the column of a neuron that spiked, the post-triggered
@@ -64,7 +76,7 @@ from .synapses import CrossbarSynapses, Synapses
 
 __all__ = ["StochasticSTDP", "BinarySynapses", "MTJCrossbarSynapses", "DEPRESSION_MODES", "SYNAPSE_MODES", "expected_switch_probability"]
 
-DEPRESSION_MODES = ("anti_hebbian", "pre", "both", "none")
+DEPRESSION_MODES = ("anti_hebbian", "balanced", "pre", "both", "none")
 SYNAPSE_MODES = ("bernoulli", "device")
 
 
@@ -97,6 +109,7 @@ class StochasticSTDP(LearningRule):
     p_min: float = 1e-3
     dt_s: float = 1e-3
     reset_traces: bool = True
+    on_target: float = 0.1
 
     def __post_init__(self):
         _check("gamma_pot", self.gamma_pot, 0.0, 1.0)
@@ -106,6 +119,7 @@ class StochasticSTDP(LearningRule):
         _check("x_window", self.x_window, 0.0, 1.0)
         _check("p_min", self.p_min, 0.0, 1.0)
         _check("dt_s", self.dt_s, 0.0, lo_open=True)
+        _check("on_target", self.on_target, 0.0, 1.0)
         if self.depression not in DEPRESSION_MODES:
             raise ValueError(f"depression: got {self.depression!r}; allowed: {', '.join(DEPRESSION_MODES)}")
         self.decay_pre = math.exp(-self.dt_s / self.tau_pre_s)
@@ -161,6 +175,8 @@ class StochasticSTDP(LearningRule):
         call per round of attempts on distinct columns (the k-th attempt of every column in round k).
         """
         syn = self.synapses
+        if self.depression == "balanced":
+            p = self.balance(cols, p)
         if hasattr(syn, "switch_events"):
             syn.switch_events(cols, p)
             return
@@ -179,8 +195,24 @@ class StochasticSTDP(LearningRule):
             full.view(-1, syn.n_pre)[c] = p[sel]
             syn.switch(full.transpose(1, 2))
 
+    def balance(self, cols: Tensor, p: Tensor) -> Tensor:
+        """``"balanced"``: scale the depression part of ``p [K, in]`` (``−(1 − x_pre)`` for silent pres) per event by
+        ``c = clip((A + (N_on − N*)/n_j)/S, 0, 1)`` (module docstring); attempts below ``p_min`` are dropped."""
+        b = self.synapses.on_columns(cols).to(p.dtype)  # [K, in] fraction of the elements ON
+        pot, dep = p.clamp(min=0.0), (-p).clamp(min=0.0)
+        a = (pot * (1.0 - b)).sum(1)
+        s = (dep * b).sum(1)
+        _, inv, counts = torch.unique(cols, return_inverse=True, return_counts=True)
+        excess = (b.sum(1) - self.on_target * b.shape[1]) / counts[inv].to(p.dtype)
+        c = torch.where(s > 0, (a + excess) / s.clamp(min=1e-30), torch.zeros_like(s)).clamp(0.0, 1.0)
+        p = torch.where(p < 0, p * c.unsqueeze(1), p)
+        return torch.where(p.abs() >= max(self.p_min, 1e-300), p, p.new_zeros(()))
+
     def post_probabilities(self, x_pre: Tensor) -> Tensor:
-        """Signed probabilities ``[K, in]`` of the column of a post spike, given the pre traces ``[K, in]``."""
+        """Signed probabilities ``[K, in]`` of the column of a post spike, given the pre traces ``[K, in]``
+        (``"balanced"``: the depression part unscaled, ``−(1 − x_pre)``; :meth:`balance` scales it)."""
+        if self.depression == "balanced":
+            return torch.where(x_pre >= self.x_window, self.gamma_pot * x_pre, -(1.0 - x_pre))
         if self.depression in ("anti_hebbian", "both"):
             p = torch.where(x_pre >= self.x_window, self.gamma_pot * x_pre, -self.gamma_dep * (1.0 - x_pre))
         else:
@@ -332,6 +364,15 @@ class BinarySynapses(Synapses):
     def on_fraction(self) -> Tensor:
         """``(1/k)·Σ_m b_m`` per synapse in [0, 1], ``[R, in, out]`` (device mode: the cells' P/AP state)."""
         return self._on().transpose(1, 2)
+
+    def on_columns(self, cols: Tensor) -> Tensor:
+        """``(1/k)·Σ_m b_m`` of the columns ``cols [K]`` (``r·out + j``) → ``[K, in]``."""
+        flat = (self.replicas * self.n_post, self.n_pre)
+        if self.mode == "bernoulli":
+            on = [b.view(flat).index_select(0, cols) for b in self.bits]
+        else:
+            on = [self.cell.is_parallel(st).view(flat).index_select(0, cols) for st in self.states]
+        return sum(o.to(self.dtype) for o in on) / self.k
 
     def _g(self) -> Tensor:
         """Summed read conductance of the ``k`` elements [S], ``[R, out, in]``."""
@@ -533,3 +574,8 @@ class MTJCrossbarSynapses(CrossbarSynapses):
 
     def on_fraction(self) -> Tensor:
         return (self.weights() > 0.5 * self.w_max).to(self.dtype)
+
+    def on_columns(self, cols: Tensor) -> Tensor:
+        """ON (1) / OFF (0) of the cells of the columns ``cols [K]`` (``r·out + j``) → ``[K, in]``."""
+        on = self.on_fraction().transpose(1, 2).reshape(self.replicas * self.n_post, self.n_pre)
+        return on.index_select(0, cols)
