@@ -180,6 +180,10 @@ class PairSTDP(LearningRule):
         """All ``T`` steps at once: ``Δw = −ν_pre·Σ_t s_pre ⊗ x_post + ν_post·Σ_t x_pre ⊗ s_post``.
 
         ``rows``: the inputs ``pre`` covers (the others did not spike); only those rows are depressed."""
+        if _silent(pre, post):  # no spike at all (the rest period): the traces only decay
+            self.x_pre.mul_(self.d_pre ** pre.shape[0])
+            self.x_post.mul_(self.d_post ** pre.shape[0])
+            return
         dw = self.synapses.new_delta()
         ev = torch.nonzero(post > 0)  # [K, 3]: (t, r, j)
         if ev.shape[0] or bool(self.x_post.any()):
@@ -194,6 +198,12 @@ class PairSTDP(LearningRule):
             potentiate(dw, ev, pre_trace_at_events(pre, self.d_pre, self.x_pre, ev, rows), self.nu_post)
         _set_final(self.x_pre, pre, self.d_pre, rows)
         self.synapses.add(dw)
+
+
+def _silent(pre: Tensor, post: Tensor) -> bool:
+    """No pre and no post spike in the presentation: Δw = 0 and every trace decays by ``d^T`` (as
+    :func:`trace_final` gives it)."""
+    return not bool(post.any()) and not bool(pre.any())
 
 
 def _put_block(dw: Tensor, rows: Tensor | None, cols: Tensor, block: Tensor) -> None:
@@ -278,6 +288,10 @@ class TripletSTDP(LearningRule):
     def presentation(self, pre: Tensor, post: Tensor, rows: Tensor | None = None) -> None:
         """All ``T`` steps at once (the sums of :meth:`step` over the presentation); ``rows`` as in
         :meth:`PairSTDP.presentation`."""
+        if _silent(pre, post):  # no spike at all (the rest period): the traces only decay
+            for x, d in ((self.x_pre, self.d_pre), (self.x_post1, self.d_post1), (self.x_post2, self.d_post2)):
+                x.mul_(d ** pre.shape[0])
+            return
         dw = self.synapses.new_delta()
         if self.nu_pre and (bool(self.x_post1.any()) or bool(post.any())):
             x1 = trace_at(post, self.d_post1, self.x_post1, before=True)  # [T, R, out]
