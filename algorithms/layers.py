@@ -342,6 +342,8 @@ class MappedConv2d(_Mapped):
         self._check(x)
         b = x.shape[0]
         h_out, w_out = self._out_hw(x.shape[2], x.shape[3])
+        if self._direct_ok():
+            return self._product_direct(x, ledger, h_out, w_out)
         n_pos = h_out * w_out
         per_image = n_pos * (_row_cost(self.mm) + self.mm.in_features)
         step = max(1, self.budget // per_image)  # images per chunk (bounds the unfolded patches too)
@@ -355,6 +357,121 @@ class MappedConv2d(_Mapped):
 
     def _bias_view(self, y: Tensor) -> Tensor:
         return self.bias.reshape(1, -1, 1, 1)
+
+    # -- count-coded spike inputs: per-tile convolutions instead of im2col ----------------------------
+    def _direct_ok(self) -> bool:
+        """The direct path applies: trusted count-coded spike drives (``MappedMatrix.assume_spikes(counts=True)``,
+        ``dac.pulses > 1``) on one chip with a linear, noise-free read, one cell (pair) per weight, one output
+        tile, and an ADC that is the same deterministic quantiser for every column (or lossless)."""
+        mm = self.mm
+        if not (mm.dac.mode == "spikes" and mm.dac.pulses > 1 and getattr(mm, "_trusted_spikes", None) is True
+                and getattr(mm, "_trusted_counts", False)):
+            return False
+        if mm.replicas is not None or mm.coding.n_slices != 1 or mm.n_tiles_out != 1 or not mm._fast():
+            return False
+        if mm._adc_gain is not None or mm._adc_offset is not None:
+            return False
+        a = mm.adc
+        if a.bits is not None:
+            if a.noise_sigma_lsb > 0:
+                return False
+            r = a.full_scale()
+            if r is None or (torch.is_tensor(r) and r.numel() != 1):
+                return False
+        return True
+
+    def _direct_tiles(self) -> list[tuple[int, int, Tensor, Tensor | None]]:
+        """Per input tile ``(c_lo, c_hi, weight, bias)`` of the per-tile convolutions (cached per chip state and ADC range).
+
+        Tile ``k`` holds rows ``[k·rows, (k+1)·rows)`` of the im2col order ``(c, i, j)``: its partial sum is the
+        convolution of channels ``c_lo … c_hi − 1`` with the tile's signal transfer (``v_read``-scaled, zero on the
+        rows of other tiles). With an ADC, weights and bias are divided by the LSB and shifted so that the
+        convolution yields ``(I − I_lo)/LSB`` directly: ``code = round(clamp(·, 0, 2^bits − 1))``.
+        """
+        mm = self.mm
+        eff = mm._effective(mm.crossbar._use_network_solve())  # nonnegative drives (counts ≥ 0)
+        a = mm.adc
+        lsb = lo = None
+        if a.bits is not None:
+            r = float(torch.as_tensor(a.full_scale()).reshape(()))
+            lo = -r if a.signed else 0.0
+            lsb = (r - lo) / (2 ** int(a.bits) - 1)
+            if not lsb > 0:
+                lsb = 1.0
+        key = (eff, lsb, lo)
+        c = getattr(self, "_direct_cache", None)
+        if c is not None and c[0][0] is eff and c[0][1:] == key[1:]:
+            return c[1]
+        efs = mm._tile_matrix(eff)  # [ti, rows, to·S] (one output tile, one slice: S = out_per_tile)
+        kk = self.kernel_size[0] * self.kernel_size[1]
+        rows, n_out = mm.spec.rows, self.out_channels
+        scale = mm.v_read / lsb if lsb is not None else mm.v_read
+        tiles = []
+        for k in range(mm.n_tiles_in):
+            lo_r, hi_r = k * rows, min(mm.in_features, (k + 1) * rows)
+            c_lo, c_hi = lo_r // kk, -(-hi_r // kk)
+            w = efs.new_zeros(n_out, c_hi * kk)
+            w[:, lo_r:hi_r] = efs[k, : hi_r - lo_r, :n_out].transpose(0, 1) * scale
+            w = w[:, c_lo * kk :].reshape(n_out, c_hi - c_lo, *self.kernel_size).contiguous()
+            bias = None if lsb is None else torch.full((n_out,), -lo / lsb, dtype=w.dtype, device=w.device)
+            tiles.append((c_lo, c_hi, w, bias))
+        self._direct_cache = (key, tiles)
+        return tiles
+
+    def _product_direct(self, x: Tensor, ledger: EnergyLedger | None, h_out: int, w_out: int) -> Tensor:
+        """``W * x`` for count-coded spike inputs (pulse counts ``k``; the result is in units of ``k/n``).
+
+        The same circuit as im2col (:meth:`product`): every receptive field is one read of the layer's tiles,
+        each tile's partial sum is digitised per output by the ADC and the codes are added digitally. Here
+        each tile's partial sums come from one convolution over the tile's channels
+        (:meth:`_direct_tiles`; a channel split between two tiles enters both with the kernel taps each holds),
+        so no patch matrix is built; the codes of the tiles are summed as integers, then rescaled:
+        ``y = (LSB·Σ_k code_k + n_tiles·I_lo)·x_scale/(v_read·g_scale)``. Equal to the im2col path up to
+        float rounding of the currents (a code can differ where a current sits within an ulp of a decision
+        level). Energy and latency are those of the im2col reads (:meth:`MappedMatrix._account`), with the
+        pulses per row summed from the input map (ideal wires) or the im2col rows (wire resistance: the
+        quadratic form needs every read).
+        """
+        from circuits.mapping import RowDrive
+
+        mm = self.mm
+        a = mm.adc
+        xd = x.to(mm.dtype)
+        if any(self.padding):
+            xd = F.pad(xd, self.padding)
+        codes = None
+        for c_lo, c_hi, w, bias in self._direct_tiles():
+            i = F.conv2d(xd[:, c_lo:c_hi], w, bias, self.stride, 0, self.dilation)
+            if a.bits is not None:
+                i.clamp_(0.0, float(2 ** int(a.bits) - 1)).round_()
+            codes = i if codes is None else codes.add_(i)
+        n_tiles = mm.n_tiles_in
+        alpha = mm._alpha if mm.drift_compensation else 1.0
+        gain = float(alpha) / (mm.dac.pulses * mm.v_read * mm.g_scale)
+        if a.bits is not None:
+            r = float(torch.as_tensor(a.full_scale()).reshape(()))
+            lo = -r if a.signed else 0.0
+            lsb = (r - lo) / (2 ** int(a.bits) - 1)
+            lsb = lsb if lsb > 0 else 1.0
+            y = codes.mul_(lsb * gain).add_(n_tiles * lo * gain)
+        else:
+            y = codes.mul_(gain)
+        if ledger is not None:
+            n_pos = h_out * w_out
+            if mm.crossbar._use_network_solve():  # the quadratic form of every read: im2col rows, in chunks of images
+                step = max(1, self.budget // (n_pos * (mm.in_features + mm.spec.rows)))
+                for s in range(0, x.shape[0], step):
+                    xb = x[s : s + step]
+                    drive = RowDrive(self._rows(xb).to(mm.dtype), [1.0], 1.0 / mm.dac.pulses, xb.shape[0] * n_pos)
+                    drive.nonnegative = True
+                    mm._account(drive.batch, 1, drive, ledger)
+            else:
+                xs = xd.sum(0, keepdim=True)  # pulses per pixel over the batch
+                cnt = im2col(xs, self.kernel_size, self.stride, (0, 0, 0, 0), self.dilation).sum(0)
+                drive = RowDrive(None, [1.0], 1.0 / mm.dac.pulses, x.shape[0] * n_pos, row_counts=cnt)
+                drive.nonnegative = True
+                mm._account(drive.batch, 1, drive, ledger)
+        return y
 
     def out_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (self.out_channels, *self._out_hw(in_shape[-2], in_shape[-1]))

@@ -333,6 +333,14 @@ class DAC:
 
     ``mode="spikes"``: binary inputs (0/1, or ±1 for signed spikes) drive the rows directly at
     ``x·v_read``: a spike *is* a read pulse, there is no DAC and no DAC energy (docs/circuits.md).
+    With ``pulses = n > 1`` (set by the engine, not by YAML) the input is **count-coded**: ``x`` takes
+    the values ``k/n`` (``k = 0 … n``, signed allowed) and the row receives ``k`` identical read pulses
+    of ``v_read`` within one read window of ``n`` pulse slots (pulse ``p`` drives the rows with
+    ``|k| ≥ p``). On a linear array the charge a column integrates is ``k`` times that of one pulse, so
+    the ADC sees ``Σ_p I_p`` and the read returns ``x`` exactly (``u = k``, ``x_scale = 1/n``); the read
+    takes ``n·t_read`` and the read energy is the sum over the pulses. This is the spiking-network
+    pooling of ``algorithms.snn``: the ``k`` spikes of a ``√n×√n`` average-pooling window, summed by a
+    small counter, drive one row (design choice of this simulator [est]; no DAC, no amplitude levels).
 
     ``x_max`` is set by calibration (the largest |x| seen) unless given; it is 1 for spikes.
 
@@ -349,6 +357,9 @@ class DAC:
     mode: Literal["amplitude", "bit_serial", "spikes"] = field(default="amplitude", metadata=dict(
         description="amplitude DAC (one read), bit_serial (one read per dac.bits), spikes (binary, no DAC)",
         section="crossbar", yaml="input_mode"))
+    pulses: int = field(default=1, metadata=dict(
+        description="spikes: read pulses per input in one read (count-coded inputs k/pulses; 1: binary spikes)", ge=1,
+        internal=True))
 
     def __post_init__(self):
         if self.bits is not None and (int(self.bits) != self.bits or self.bits < 1):
@@ -361,6 +372,11 @@ class DAC:
             raise ValueError("dac.bits: got None; input_mode 'bit_serial' needs a number of input bits ≥ 1")
         if self.mode == "spikes" and self.x_max is None:
             self.x_max = 1.0
+        if isinstance(self.pulses, bool) or int(self.pulses) != self.pulses or self.pulses < 1:
+            raise ValueError(f"dac.pulses: got {self.pulses!r}; must be an integer ≥ 1")
+        if self.pulses != 1 and self.mode != "spikes":
+            raise ValueError(f"dac.pulses: got {self.pulses!r}; count-coded inputs need input_mode 'spikes' (got {self.mode!r})")
+        self.pulses = int(self.pulses)
 
     @property
     def n_slices(self) -> int:
@@ -400,6 +416,12 @@ class DAC:
         if self.mode == "amplitude":
             return self.normalise(x).unsqueeze(0), [1.0], float(self.x_max)
         if self.mode == "spikes":
+            if self.pulses > 1:  # count-coded: x = k/n drives k pulses
+                u = x * self.pulses
+                if not bool(((u == torch.round(u)) & (u.abs() <= self.pulses)).all()):
+                    raise ValueError(f"crossbar.input_mode 'spikes' with {self.pulses} pulses: inputs must be k/{self.pulses}, "
+                                     f"k an integer in [-{self.pulses}, {self.pulses}]")
+                return u.unsqueeze(0), [1.0], 1.0 / self.pulses
             if not bool(((x == 0) | (x.abs() == 1)).all()):
                 raise ValueError("crossbar.input_mode 'spikes': inputs must be binary spikes (0/1, or ±1)")
             return x.unsqueeze(0), [1.0], 1.0

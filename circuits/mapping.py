@@ -752,8 +752,11 @@ class MappedMatrix:
         b = x.shape[-2]
         xf = x.reshape(-1, self.in_features).to(self.dtype)
         trusted = getattr(self, "_trusted_spikes", None) if self.dac.mode == "spikes" else None
-        if trusted is not None:  # the caller guarantees binary spikes: skip the per-element check
-            u, wj, x_scale = xf.unsqueeze(0), [1.0], 1.0
+        if trusted is not None:  # the caller guarantees binary spikes (or pulse counts): skip the per-element check
+            as_counts = getattr(self, "_trusted_counts", False) and self.dac.pulses > 1
+            u, wj, x_scale = xf.unsqueeze(0), [1.0], (1.0 / self.dac.pulses if self.dac.pulses > 1 else 1.0)
+            if self.dac.pulses > 1 and not as_counts:
+                u = u * self.dac.pulses
         else:
             u, wj, x_scale = self.dac.slices(xf)  # [J, L·B, in]
         nj = u.shape[0]
@@ -780,15 +783,19 @@ class MappedMatrix:
         return drive
 
     @contextlib.contextmanager
-    def assume_spikes(self, nonnegative: bool = False):
+    def assume_spikes(self, nonnegative: bool = False, counts: bool = False):
         """Within the block, spike-mode inputs are taken as binary spikes without the per-element check
-        of :meth:`DAC.slices` (the caller produced them, e.g. IF neurons); ``nonnegative``: they are 0/1."""
-        saved = getattr(self, "_trusted_spikes", None)
+        of :meth:`DAC.slices` (the caller produced them, e.g. IF neurons); ``nonnegative``: they are 0/1.
+
+        ``counts`` (count-coded drives, ``dac.pulses = n > 1``): the inputs are the integer pulse counts
+        ``k`` themselves (not ``k/n``); the result is still in units of ``k/n``."""
+        saved = getattr(self, "_trusted_spikes", None), getattr(self, "_trusted_counts", False)
         self._trusted_spikes = bool(nonnegative)
+        self._trusted_counts = bool(counts)
         try:
             yield self
         finally:
-            self._trusted_spikes = saved
+            self._trusted_spikes, self._trusted_counts = saved
 
     def _drive(self, x: Tensor) -> tuple[Tensor, list, float]:
         """Deprecated private form of :meth:`drive` (``(u [J·B, in], weights, x_scale)``); use ``drive(x).v``."""
@@ -1054,7 +1061,8 @@ class MappedMatrix:
         nj = self.dac.n_slices
         busiest = min(self.out_per_tile, self.out_features) * self.coding.n_slices
         n_seq = min(self.adc.cols_per_adc, busiest)
-        return nj * self.t_read_s, nj * n_seq * self.adc.conversion_time_s
+        slots = self.dac.pulses if self.dac.mode == "spikes" else 1  # count-coded reads: n pulse slots per read
+        return nj * slots * self.t_read_s, nj * n_seq * self.adc.conversion_time_s
 
     def _read_energy(self, drive: RowDrive) -> Tensor:
         """Energy [J] of all the reads of ``drive``: ``t_read·Σ_reads P`` (:meth:`Crossbar.read_power`).
@@ -1066,7 +1074,6 @@ class MappedMatrix:
         (one Gram product on a view of ``u``, no padding).
         """
         xb = self.crossbar
-        u = drive.u.to(self.dtype)
         rows = self.spec.rows
         if not xb._use_network_solve():
             g = xb.g
@@ -1077,16 +1084,33 @@ class MappedMatrix:
             r = self._rowsum_cache[1]
             cnt = drive.row_counts
             if cnt is None:
-                u2 = u if drive.nonnegative and self.dac.mode == "spikes" else u * u  # 0/1 spikes: u² = u
+                u = drive.u.to(self.dtype)
+                if self.dac.mode == "spikes" and self.dac.pulses > 1:  # |k| pulses of v_read: energy linear in |k|
+                    u2 = u if drive.nonnegative else u.abs()
+                else:
+                    u2 = u if drive.nonnegative and self.dac.mode == "spikes" else u * u  # 0/1 spikes: u² = u
                 cnt = u2.sum(-2)  # [*L, in]
             return (cnt.double() * r.double()).sum() * (self.v_read * self.v_read * self.t_read_s)
+        u = drive.u.to(self.dtype)
         y = (xb._transfer or xb.transfer())[1]  # [*L, ti, to, rows, rows]
         ys = y.sum(-3)  # the quadratic form summed over output tiles [*L, ti, rows, rows]
         tot = u.new_zeros(())
+        n_pulses = self.dac.pulses if self.dac.mode == "spikes" else 1
         for k in range(self.n_tiles_in):
             lo, hi = k * rows, min(self.in_features, (k + 1) * rows)
             uk = u[..., lo:hi]
-            gram = uk.transpose(-2, -1) @ uk  # Σ_reads u uᵀ [*L, rows, rows]: Σ_n u_n Y u_nᵀ = ⟨Y, Σ_n u_nᵀ u_n⟩
+            if n_pulses > 1:  # count-coded: pulse p drives the rows with |k| ≥ p; Σ_p u_p Y u_pᵀ
+                mag = uk.abs() if not drive.nonnegative else uk
+                sg = None if drive.nonnegative else torch.sign(uk)
+                gram = None
+                for p in range(1, n_pulses + 1):
+                    up = (mag >= p).to(uk.dtype)
+                    if sg is not None:
+                        up = up * sg
+                    g = up.transpose(-2, -1) @ up
+                    gram = g if gram is None else gram + g
+            else:
+                gram = uk.transpose(-2, -1) @ uk  # Σ_reads u uᵀ [*L, rows, rows]: Σ_n u_n Y u_nᵀ = ⟨Y, Σ_n u_nᵀ u_n⟩
             tot = tot + (gram * ys[..., k, : hi - lo, : hi - lo]).sum()
         return tot * (self.v_read * self.v_read * self.t_read_s)
 

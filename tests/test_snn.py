@@ -197,3 +197,116 @@ def test_unsupported_layer_is_named():
     model = nn.Sequential(nn.Linear(4, 3), nn.Sigmoid(), nn.Linear(3, 2))
     with pytest.raises(UnsupportedLayerError, match="Sigmoid"):
         SpikingNetwork(ideal_net(model))
+
+
+# -- count-coded pooling (pooling: count) -------------------------------------------------------------
+def test_count_coded_dac_accepts_k_over_n_and_rejects_the_rest():
+    from circuits import DAC
+
+    dac = DAC(bits=None, mode="spikes", pulses=4)
+    u, w, scale = dac.slices(torch.tensor([[0.0, 0.25, 0.5, 1.0, -0.75]]))
+    assert u.tolist() == [[[0.0, 1.0, 2.0, 4.0, -3.0]]] and w == [1.0] and scale == 0.25
+    with pytest.raises(ValueError, match="k/4"):
+        dac.slices(torch.tensor([[0.3]]))
+    with pytest.raises(ValueError, match="k/4"):
+        dac.slices(torch.tensor([[1.25]]))
+    with pytest.raises(ValueError, match="pulses"):
+        DAC(bits=8, mode="amplitude", pulses=4)
+    with pytest.raises(ValueError, match="pulses"):
+        DAC(mode="spikes", pulses=0)
+
+
+@pytest.mark.parametrize("solver", ["ideal", "exact"])
+def test_count_coded_read_is_the_sum_of_its_pulses(solver):
+    """A row driven with k pulses: the product is x·Wᵀ with x = k/n (linear array, lossless ADC), and the read
+    energy is the sum of the n thermometer reads (pulse p drives the rows with k ≥ p), also with wire
+    resistance, where the energy is quadratic in the drive; the read takes n·t_read."""
+    from circuits import ADC, DAC, CrossbarSpec, MappedMatrix
+    from device_models import IdealDevice
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(5, 20, generator=g, dtype=torch.float64)
+    k = torch.randint(0, 5, (7, 20), generator=g).double()
+    spec = CrossbarSpec(rows=8, cols=16) if solver == "ideal" else CrossbarSpec(rows=8, cols=16, solver="exact",
+                                                                                r_wire_row=2.0, r_wire_col=2.0)
+    mms = [MappedMatrix(w, IdealDevice(), spec, DAC(bits=None, mode="spikes", pulses=p), ADC(bits=None),
+                        generator=torch.Generator().manual_seed(1), dtype=torch.float64) for p in (4, 1)]
+    led = EnergyLedger()
+    y = mms[0].matmul(k / 4, led)
+    with mms[0].assume_spikes(nonnegative=True, counts=True):
+        led_c = EnergyLedger()
+        y_c = mms[0].matmul(k, led_c)
+    assert torch.equal(y, y_c)
+    ref = mms[1].matmul((k >= 1).double()) * 0  # same chip layout with binary reads
+    led_b = EnergyLedger()
+    for p in range(1, 5):
+        ref = ref + mms[1].matmul((k >= p).double(), led_b) / 4
+    if solver == "ideal":
+        assert torch.allclose(y, k / 4 @ w.T, atol=1e-12)
+    assert torch.allclose(y, ref, atol=1e-12)  # charge of k pulses = k × one pulse
+    e = {r["component"]: r for r in led.records()}
+    e_b = {r["component"]: r for r in led_b.records()}
+    assert e["array"]["energy_J"] == pytest.approx(e_b["array"]["energy_J"], rel=1e-12)
+    assert {r["component"]: r for r in led_c.records()}["array"]["energy_J"] == pytest.approx(e_b["array"]["energy_J"], rel=1e-12)
+    assert e["array"]["latency_s"] == pytest.approx(e_b["array"]["latency_s"])  # one read of 4 pulse slots = 4 binary reads
+
+
+def _pool_cnn():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.AvgPool2d(2), nn.Conv2d(4, 6, 3), nn.ReLU(), nn.AvgPool2d(2),
+                         nn.Flatten(), nn.Linear(6 * 2 * 2, 5)).double().eval()
+
+
+def test_count_pooling_equals_the_folded_network_on_ideal_devices():
+    """Spike counts of a pooling window driving one row with k pulses compute W·avgpool(s): on ideal devices with
+    lossless converters the count-pooled SNN gives the outputs and spikes of the pool-folded SNN (same thresholds),
+    with a quarter of the rows and the same accumulate count."""
+    model = _pool_cnn()
+    x = torch.rand(6, 1, 14, 14, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    folded, scales = fold_pooling(model, (1, 14, 14))
+    snn_f = SpikingNetwork(ideal_net(folded))
+    th = snn_f.balance(x, timesteps=16)
+    net_c = ideal_net(model)
+    snn_c = SpikingNetwork(net_c, pool_neurons=False, pool_counts=True)
+    snn_c.balance(x, thresholds={n: th[m] for n, m in zip(["conv1", "conv2", "linear1"], th)})
+    assert [s.pulses for s in snn_c.stages if s.kind == "pool"] == [4, 4]
+    assert net_c.layers[3].mm.dac.pulses == 4 and net_c.layers[3].mm.in_features * 4 == snn_f.net.layers[2].mm.in_features
+    led_f, led_c = EnergyLedger(), EnergyLedger()
+    out_f, sp_f = snn_f.run(x, [5, 20], [EnergyLedger(), led_f])
+    out_c, sp_c = snn_c.run(x, [5, 20], [EnergyLedger(), led_c])
+    for a, b in zip(out_f, out_c):
+        assert torch.allclose(a, b, atol=1e-9)
+    assert sp_f["conv1"] == sp_c["conv1"] and sp_f["conv2"] == sp_c["conv2"]
+    ops_f, ops_c = led_f.ops_per_inference(), led_c.ops_per_inference()
+    assert ops_c["ops_ac"] == pytest.approx(ops_f["ops_ac"], rel=1e-12)
+    sw = SpikingNetwork(ideal_net(model), backend="sw", pool_neurons=False, pool_counts=True)
+    sw.balance(x, thresholds={n: th[m] for n, m in zip(["conv1", "conv2", "linear1"], th)})
+    assert torch.allclose(sw.run(x, [20])[0][0], out_c[1], atol=1e-9)
+
+
+def test_count_pooling_direct_conv_path_equals_im2col(monkeypatch):
+    """The per-tile convolutions of count-coded conv layers give the im2col path's codes (8-bit ADC, float32,
+    tiles that split channels) and the same energy and latency."""
+    from algorithms.ann import CrossbarNetwork
+    from algorithms.layers import MappedConv2d
+    from circuits import ADC, DAC, CrossbarSpec
+    from device_models import IdealDevice
+
+    model = _pool_cnn().float()
+    x = torch.rand(6, 1, 14, 14, generator=torch.Generator().manual_seed(2))
+    for spec in (CrossbarSpec(rows=16, cols=16), CrossbarSpec(rows=16, cols=16, solver="exact", r_wire_row=1.0, r_wire_col=1.0)):
+        net = CrossbarNetwork(model, IdealDevice(), spec, DAC(bits=8), ADC(bits=8), generator=torch.Generator().manual_seed(0))
+        snn = SpikingNetwork(net, pool_neurons=False, pool_counts=True)
+        snn.balance(x, timesteps=8)
+        assert net.layers[3].mm.n_tiles_in == 3  # 36 rows over 16-row tiles: channels split between tiles
+        led_d = EnergyLedger()
+        out_d, _ = snn.run(x, [12], [led_d])
+        monkeypatch.setattr(MappedConv2d, "_direct_ok", lambda self: False)
+        led_i = EnergyLedger()
+        out_i, _ = snn.run(x, [12], [led_i])
+        monkeypatch.undo()
+        assert torch.allclose(out_d[0], out_i[0], atol=1e-6 * float(out_i[0].abs().max()))
+        for r_d, r_i in zip(led_d.records(), led_i.records()):
+            assert r_d["component"] == r_i["component"] and r_d["events"] == r_i["events"]
+            assert r_d["energy_J"] == pytest.approx(r_i["energy_J"], rel=1e-5)
+            assert r_d["latency_s"] == pytest.approx(r_i["latency_s"], rel=1e-12)

@@ -135,7 +135,8 @@ class _SpikingAlgorithm(Algorithm):
     def _snn(self, backend: str) -> SpikingNetwork:
         p = self.params
         return SpikingNetwork(self.net, backend=backend, reset=p.reset, encoding=p.encoding, output=p.output, readout=p.readout,
-                              pool_neurons=p.pooling == "neurons", e_step_J=p.neuron_e_step_J, e_spike_J=p.neuron_e_spike_J,
+                              pool_neurons=p.pooling == "neurons",
+                              pool_counts=p.pooling == "count", e_step_J=p.neuron_e_step_J, e_spike_J=p.neuron_e_spike_J,
                               generator=self.net.generator, macs_scale=self._macs_scale)
 
     def build(self, in_shape: tuple[int, ...]) -> None:

@@ -85,7 +85,7 @@ ENCODINGS = ("direct", "rate")
 OUTPUTS = ("membrane", "spikes")
 READOUTS = ("adc", "analog")
 NORMS = ("percentile", "spike_norm")
-POOLINGS = ("fold", "neurons", "analog")
+POOLINGS = ("fold", "neurons", "analog", "count")
 
 
 def check_convertible(layers: list[nn.Module]) -> None:
@@ -182,6 +182,17 @@ def _foldable_pool(m: nn.AvgPool2d) -> bool:
     return k[0] == k[1] == st[0] == st[1] and _pair(m.padding) == (0, 0) and not m.ceil_mode and m.divisor_override is None
 
 
+def _count_window(m: nn.Module) -> int:
+    """Window size ``k_h·k_w`` of an average pool that can emit spike counts (kernel = stride, no padding,
+    no ceil mode, no divisor override), else 1 (the pool then passes fractional values on, as ``analog``)."""
+    if not isinstance(m, nn.AvgPool2d):
+        return 1
+    k, st = _pair(m.kernel_size), _pair(m.stride if m.stride is not None else m.kernel_size)
+    if k != st or _pair(m.padding) != (0, 0) or m.ceil_mode or m.divisor_override is not None:
+        return 1
+    return k[0] * k[1]
+
+
 @dataclass
 class Stage:
     """One step of the spiking chain: a weight layer (with or without neurons), a pool or a reshape."""
@@ -193,6 +204,7 @@ class Stage:
     neurons: bool = False
     theta: float = 1.0
     lam_in: float = 1.0  # λ of the layer's input (bias scale 1/λ_in)
+    pulses: int = 1  # pool: window size k_h·k_w when it emits spike counts (pooling "count"), else 1
 
 
 def merge_ledger(dst: EnergyLedger, src: EnergyLedger, factor: float = 1.0, components: tuple[str, ...] | None = None) -> None:
@@ -222,6 +234,7 @@ class SpikingNetwork:
         output: str = "membrane",
         readout: str = "adc",
         pool_neurons: bool = True,
+        pool_counts: bool = False,
         e_step_J: float = ANALOG_E_STEP_J,
         e_spike_J: float = ANALOG_E_SPIKE_J,
         generator: torch.Generator | None = None,
@@ -233,6 +246,7 @@ class SpikingNetwork:
                 raise ValueError(f"algorithm.{key}: got {val!r}; allowed: {', '.join(map(repr, allowed))}")
         self.net, self.backend, self.reset, self.encoding = net, backend, reset, encoding
         self.output, self.readout, self.pool_neurons = output, readout, bool(pool_neurons)
+        self.pool_counts = bool(pool_counts) and not self.pool_neurons
         self.e_step_J, self.e_spike_J = float(e_step_J), float(e_spike_J)
         self.macs_scale = dict(macs_scale or {})  # #MAC of the original ANN layer / #MAC of the mapped (pool-folded) layer
         self.generator = generator if generator is not None else net.generator
@@ -270,7 +284,8 @@ class SpikingNetwork:
                 )
             mod = layer.module
             if isinstance(mod, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
-                stages.append(Stage("pool", layer.name, layer, neurons=self.pool_neurons))
+                stages.append(Stage("pool", layer.name, layer, neurons=self.pool_neurons,
+                                    pulses=_count_window(mod) if self.pool_counts else 1))
             elif isinstance(mod, (nn.Flatten, FlattenTo)):
                 stages.append(Stage("reshape", layer.name, layer))
             elif isinstance(mod, nn.ReLU):
@@ -282,6 +297,14 @@ class SpikingNetwork:
             i += 1
         if self.output == "spikes":
             [s for s in stages if s.kind == "weight"][-1].neurons = True
+        spikes = self.encoding == "rate"  # a count pool needs spikes (or counts) at its input
+        for s in stages:
+            if s.kind == "weight":
+                spikes = s.neurons
+            elif s.kind == "pool":
+                if not spikes:
+                    s.pulses = 1
+                spikes = spikes and (s.neurons or s.pulses > 1)
         return stages
 
     @property
@@ -290,14 +313,24 @@ class SpikingNetwork:
         return [s.name for s in self.stages if s.neurons]
 
     def _spiking_input(self) -> dict[str, bool]:
-        """Whether each weight layer's rows are driven by binary spikes."""
-        out, binary = {}, self.encoding == "rate"
+        """Whether each weight layer's rows are driven by spikes (binary, or spike counts of a pool)."""
+        return {k: v > 0 for k, v in self._input_pulses().items()}
+
+    def _input_pulses(self) -> dict[str, int]:
+        """Read pulses per row and step of each weight layer: 1 for binary spikes, ``n`` for the spike counts
+        of an ``n``-element pooling window (``pooling: count``), 0 for analog values (DAC)."""
+        key = (self.encoding, tuple((s.kind, s.neurons, s.pulses) for s in self.stages))
+        cached = getattr(self, "_pulses_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        out, pulses = {}, 1 if self.encoding == "rate" else 0
         for s in self.stages:
             if s.kind == "weight":
-                out[s.name] = binary
-                binary = s.neurons
+                out[s.name] = pulses
+                pulses = 1 if s.neurons else 0
             elif s.kind == "pool":
-                binary = binary and s.neurons
+                pulses = 1 if s.neurons else (pulses * s.pulses if pulses and s.pulses > 1 else 0)
+        self._pulses_cache = (key, out)
         return out
 
     # -- hardware set-up --------------------------------------------------------------------------
@@ -311,7 +344,7 @@ class SpikingNetwork:
             return
         if not self._ann_converters:
             self._ann_converters = {s.name: (s.layer.mm.dac, s.layer.mm.adc) for s in self.stages if s.kind == "weight"}
-        binary_in = self._spiking_input()
+        pulses_in = self._input_pulses()
         first = True
         for s in self.stages:
             if s.kind != "weight":
@@ -323,8 +356,8 @@ class SpikingNetwork:
                 first = False
                 continue
             mm.adc = self._snn_adcs.setdefault(s.name, copy.deepcopy(adc))  # its own range (spike currents)
-            if binary_in[s.name]:
-                mm.dac = DAC(bits=None, mode="spikes")
+            if pulses_in[s.name]:
+                mm.dac = DAC(bits=None, mode="spikes", pulses=pulses_in[s.name])
             elif not first:
                 mm.dac = DAC(bits=dac.bits, x_max=1.0, e_1bit_J=dac.e_1bit_J, mode=dac.mode)
             if self.readout == "analog":
@@ -334,17 +367,24 @@ class SpikingNetwork:
 
     # -- products ----------------------------------------------------------------------------------
     def _product(self, s: Stage, x: Tensor, ledger: EnergyLedger | None) -> Tensor:
-        """``W·x`` of weight stage ``s`` (no bias) for ``x [N, ...]``."""
+        """``W·x`` of weight stage ``s`` (no bias) for ``x [N, ...]``.
+
+        A layer fed by count pools (``pooling: count``) receives the spike counts ``k`` and returns
+        ``W·(k/n)``, the product with the average-pooled rates."""
+        n = self._input_pulses().get(s.name, 0)
         if self.backend == "sw":
             w = s.sw.weight
             if isinstance(s.sw, nn.Conv2d):
-                return F.conv2d(x, w, None, s.sw.stride, s.sw.padding, s.sw.dilation)
-            return F.linear(x, w)
+                y = F.conv2d(x, w, None, s.sw.stride, s.sw.padding, s.sw.dilation)
+            else:
+                y = F.linear(x, w)
+            return y * (1.0 / n) if n > 1 else y
         mm = s.layer.mm
-        if self._spiking_input().get(s.name) and mm.dac.mode == "spikes":
-            # the rows see spikes this network made (IF neurons: 0/1; rate coding: ±1): no per-element check
+        if n and mm.dac.mode == "spikes":
+            # the rows see spikes this network made (IF neurons: 0/1; rate coding: ±1; count pools: 0..n pulses):
+            # no per-element check
             first = s is next(st for st in self.stages if st.kind == "weight")
-            with mm.assume_spikes(nonnegative=not (first and self.encoding == "rate")):
+            with mm.assume_spikes(nonnegative=not (first and self.encoding == "rate"), counts=n > 1):
                 return self._hw_product(s, x, ledger)
         return self._hw_product(s, x, ledger)
 
@@ -371,17 +411,20 @@ class SpikingNetwork:
         """
         b = x.shape[1]
         noisy = self.backend == "hw" and (s.layer.mm.device.read_noise_rel() > 0 or s.layer.mm.adc.noise_sigma_lsb > 0)
+        bias = self._bias(s, s.lam_in)
         if constant and not noisy:
             tmp = EnergyLedger() if ledger is not None else None
             y = self._product(s, x[0], tmp)
             if ledger is not None:
                 merge_ledger(ledger, tmp, factor=tc)
-            y = y.unsqueeze(0).expand(tc, *y.shape)
-        else:
-            y = self._product(s, x.reshape(tc * b, *x.shape[2:]), ledger)
-            y = y.reshape(tc, b, *y.shape[1:])
-        bias = self._bias(s, s.lam_in)
-        return y + bias if bias is not None else y
+            if bias is not None:  # added once, to the one product (elementwise: the same values as after expanding)
+                y = y + bias
+            return y.unsqueeze(0).expand(tc, *y.shape)  # a view: the same currents at every step, not copied
+        y = self._product(s, x.reshape(tc * b, *x.shape[2:]), ledger)
+        y = y.reshape(tc, b, *y.shape[1:])
+        if bias is None:
+            return y
+        return y.add_(bias) if y.is_contiguous() else y + bias  # the product is a fresh tensor: add in place
 
     # -- neurons -------------------------------------------------------------------------------------
     def _scan(self, z: Tensor, v: Tensor, theta: float) -> Tensor:
@@ -392,7 +435,7 @@ class SpikingNetwork:
             s = out[t]
             torch.ge(v, theta, out=s)
             if self.reset == "subtract":
-                v.sub_(s * theta)
+                v.sub_(s, alpha=theta)  # v − θ·s: the same values as v − (s·θ) (s is 0 or 1), without a temporary
             else:
                 v.mul_(1.0 - s)
         return out
@@ -447,7 +490,11 @@ class SpikingNetwork:
             if s.kind == "weight":
                 s.lam_in = lam
                 if self.backend == "hw":
-                    s.layer._calibrate_matrix(s.layer._rows(self._calibration_inputs(s, cur[0] if constant else cur.flatten(0, 1))))
+                    xc = self._calibration_inputs(s, cur[0] if constant else cur.flatten(0, 1))
+                    n_in = self._input_pulses().get(s.name, 0)
+                    if n_in > 1:  # spike counts k → the layer's input k/n (exact)
+                        xc = xc * (1.0 / n_in)
+                    s.layer._calibrate_matrix(s.layer._rows(xc))
                 z = self._currents(s, cur, tc, None, constant)
                 if norm == "fixed":
                     theta = float(thresholds[s.name])
@@ -513,7 +560,18 @@ class SpikingNetwork:
         return {s.name: math.prod(s.layer.out_shape(shape)) for s, shape in self._shapes(tuple(in_shape)) if s.neurons}
 
     def _pool(self, s: Stage, cur: Tensor) -> Tensor:
+        """Average pooling of ``cur [tc, B, ...]``; a count pool returns the window sums (``n ×`` the average,
+        exact: spike counts are small integers), added from the ``k_h·k_w`` strided views of the window."""
         tc, b = cur.shape[:2]
+        if s.kind == "pool" and s.pulses > 1:
+            kh, kw = _pair(s.layer.module.kernel_size)
+            h, w = cur.shape[-2] // kh * kh, cur.shape[-1] // kw * kw
+            y = None
+            for i in range(kh):
+                for j in range(kw):
+                    v = cur[..., i:h:kh, j:w:kw]
+                    y = v.clone(memory_format=torch.contiguous_format) if y is None else y.add_(v)
+            return y
         y = s.layer.module(cur.reshape(tc * b, *cur.shape[2:]))
         return y.reshape(tc, b, *y.shape[1:])
 
@@ -593,6 +651,11 @@ class SpikingNetwork:
                         counts[s.name] += float(cur.sum())
                         if led is not None:
                             self._neuron_energy(s.name, int(tc * cur[0].numel()), float(cur.sum()), led)
+                    elif s.pulses > 1 and binary:  # count pool: a counter per pooled row sums the window's spikes
+                        if led is not None and self.backend == "hw":
+                            n_add = (s.pulses - 1) * cur[0].numel() * tc
+                            led.add(s.name, "digital", n_add * int_add_energy_J(max(1, math.ceil(math.log2(s.pulses + 1)))),
+                                    events=n_add)
                     else:
                         binary = False
                 else:
@@ -630,14 +693,19 @@ class SpikingNetwork:
             yield s, shape
             shape = tuple(s.layer.out_shape(shape))
 
+    def _nonnegative_input(self, s: Stage) -> bool:
+        """The inputs of weight stage ``s`` are non-negative (IF spikes or their counts; not signed rate spikes)."""
+        first = s is next(st for st in self.stages if st.kind == "weight")
+        return not (first and self.encoding == "rate")
+
     def _acs(self, s: Stage, cur: Tensor) -> float:
         """Accumulates triggered by the binary inputs ``cur [tc, B, ...]``: Σ spikes × fan-out (exact per position)."""
         if isinstance(s.layer, MappedConv2d):
-            cnt = cur.abs().sum(0)  # [B, C, H, W] spike counts
+            cnt = cur.sum(0) if self._nonnegative_input(s) else cur.abs().sum(0)  # [B, C, H, W] spike counts
             ones = torch.ones(1, cnt.shape[1], *s.layer.kernel_size, dtype=cnt.dtype, device=cnt.device)
             pad = s.layer.padding
             patch = F.conv2d(F.pad(cnt, pad), ones, None, s.layer.stride, 0, s.layer.dilation)
             return float(patch.sum()) * s.layer.out_channels
         if isinstance(s.layer, MappedLinear):
-            return float(cur.abs().sum()) * s.layer.mm.out_features
+            return float(cur.sum() if self._nonnegative_input(s) else cur.abs().sum()) * s.layer.mm.out_features
         raise TypeError(s.layer)
