@@ -62,6 +62,8 @@ class ASPAlgorithm(STDPAlgorithm):
         offset: float = param(0.4, description="STDP offset: Δw ∝ (x_pre − offset) − k_const/2^Pre_acc", ge=0)
         k_const: float = param(0.02, description="depression of inputs silent in the presentation (k_const)", ge=0)
         post_ref: float = param(20.0, description="post spike count P0 at which η halves and τ_leak doubles", gt=0)
+        leak_post_ref: float | None = param(None, description="post spike count at which τ_leak doubles (null: "
+                                            "post_ref)", gt=0, nullable=True)
         tau_leak0_s: float = param(2.0, description="leak time constant of a silent neuron (τ0)", unit="s", gt=0)
         alpha: float = param(1.0, description="leak strength α (exp: rate factor; linear: weight units per τ_leak)",
                              ge=0)
@@ -136,7 +138,7 @@ class ASPAlgorithm(STDPAlgorithm):
     def _make_rule(self) -> ASPLearning:
         p, cfg = self.params, self.cfg
         rule = ASPRule(eta0=p.eta0, offset=p.offset, k_const=p.k_const, post_ref=p.post_ref,
-                       tau_leak0_s=p.tau_leak0_s, alpha=p.alpha, decay=p.decay, w_rest=p.w_rest,
+                       leak_post_ref=p.leak_post_ref, tau_leak0_s=p.tau_leak0_s, alpha=p.alpha, decay=p.decay, w_rest=p.w_rest,
                        theta_ref=p.theta_ref, tau_post_acc_s=p.tau_post_acc_s, w_min=0.0, w_max=cfg.w_max,
                        dt_s=cfg.dt_s)
         learning = ASPLearning(rule, leak_interval=p.leak_interval, theta=lambda: self._theta(),

@@ -117,3 +117,43 @@ def test_presentation_with_event_rows_equals_dense():
     assert torch.allclose(out[0][0], out[1][0], atol=1e-7)
     assert torch.allclose(out[0][1], out[1][1]) and torch.equal(out[0][2], out[1][2])
     assert not torch.allclose(out[0][0], torch.full((1, n_in, n_out), 0.5))
+
+
+def test_leak_reference_separate_from_learning_rate_reference():
+    """τ_leak = τ0·(1 + P/P_leak)·(1 + θ/θ0) with P_leak (leak_post_ref) independent of the η reference P0."""
+    rule = ASPRule(tau_leak0_s=20.0, post_ref=20.0, leak_post_ref=5.0, theta_ref=13e-3)
+    post = torch.tensor([[0.0, 1000.0]], dtype=torch.float64)
+    theta = torch.tensor([[0.0, 26e-3]], dtype=torch.float64)
+    tau = rule.tau_leak(post, theta)
+    assert tau[0, 0].item() == pytest.approx(20.0, rel=1e-12)
+    assert tau[0, 1].item() == pytest.approx(20.0 * (1 + 1000 / 5) * (1 + 26 / 13), rel=1e-12)
+    # the learning rate still halves at P0 = 20 spikes
+    assert rule.learning_rate(torch.tensor([20.0])).item() == pytest.approx(rule.eta0 / 2)
+    # 300 s later (four 75 s phases) the significant neuron kept 97.5 % of its weight, the silent one e^-15
+    w = torch.full((1, 2, 1), 1.0, dtype=torch.float64)
+    after = rule.decayed(w, 300.0, tau)
+    assert after[0, 1, 0].item() == pytest.approx(math.exp(-300.0 / (20.0 * 201 * 3)), rel=1e-12)
+    assert after[0, 1, 0].item() > 0.97 and after[0, 0, 0].item() < 1e-6
+    with pytest.raises(ValueError, match="leak_post_ref"):
+        ASPRule(leak_post_ref=0.0)
+
+
+def test_significance_is_cumulative_by_default():
+    """With tau_post_acc_s = None (default) P only grows: a neuron keeps its slow leak after its class stops;
+    a decaying count forgets its significance with e^(−T/τ_post_acc) per presentation of T without spikes."""
+    from algorithms.learning.asp import ASPLearning
+    from algorithms.learning.synapses import TorchSynapses
+
+    T, n_in = 50, 4
+    pre = torch.zeros(T, 1, n_in)
+    post = torch.zeros(T, 1, 2)
+    out = {}
+    for tau_acc in (None, 0.5):
+        syn = TorchSynapses(torch.full((1, n_in, 2), 0.5))
+        rule = ASPLearning(ASPRule(tau_post_acc_s=tau_acc, dt_s=1e-3)).bind(syn)
+        rule.post_count.copy_(torch.tensor([[400.0, 0.0]]))
+        for _ in range(3):
+            rule.presentation(pre, post)
+        out[tau_acc] = rule.post_count.clone()
+    assert torch.equal(out[None], torch.tensor([[400.0, 0.0]]))
+    assert out[0.5][0, 0].item() == pytest.approx(400.0 * math.exp(-3 * T * 1e-3 / 0.5), rel=1e-6)

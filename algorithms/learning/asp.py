@@ -6,14 +6,22 @@ post-neuron becomes active, and a *decay* (leak) phase whose time constant grows
 activity and adaptive threshold, so that neurons that learnt significant (often shown) patterns forget
 less while the weights of rarely used neurons leak away and become free for new inputs.
 
-Equations implemented (the forms written in the source talk, Panda, "Re-engineering computing with
-spike-based learning", after the JETCAS paper; symbols as there):
+Sources. The equations are the forms written in the source talk (Panda, "Re-engineering computing with
+spike-based learning", after the JETCAS paper; symbols as there) and the paper's abstract ("the leak
+rate of the synaptic weights is modulated based on the temporal correlation between the spiking
+patterns of the pre- and post-synaptic neurons … gradual forgetting of insignificant data while
+retaining significant, yet old, information"). The body of the paper (its constants, the exact
+functional forms of ``τ_leak(Post, θ)`` and ``η(Post)``, network size, images per class) was not
+available to this project; every such choice is marked *choice* below.
 
-* **Post activity** ``Post_j(t)``: the post-neuron's spike count, ``P_j ← P_j·e^(−dt/τ_post_acc) + s_j``
-  (``tau_post_acc_s = None``: no decay, the cumulative count — "input significance proportional to
-  the number of training patterns shown").
+* **Post activity** ``Post_j(t)``: the post-neuron's spike count, ``P_j ← P_j·e^(−dt/τ_post_acc) + s_j``.
+  Default ``tau_post_acc_s = None``: no decay, the *cumulative* count — the talk's "input significance
+  proportional to the number of training patterns shown". A decaying count makes a well-learnt class
+  insignificant as soon as it stops being shown, so its neurons' leak speeds up and it is erased; that
+  is the opposite of "retaining significant, yet old, information" (with ``τ_post_acc = 50 s`` = 200
+  images, sequential MNIST lost the digit two phases back).
 * **Pre accumulation** ``Pre_acc,i``: the number of spikes of input ``i`` in the current presentation
-  (reset at the start of each image).
+  (reset at the start of each image; *choice*: the talk names the accumulated pre activity, not its window).
 * **Recovery phase** (on a post spike of neuron ``j``), with the pre trace ``Pre_rec = x_pre,i``
   (nearest-spike, ``τ_pre``)::
 
@@ -21,20 +29,27 @@ spike-based learning", after the JETCAS paper; symbols as there):
       η_j   = η_0 / (1 + P_j/P_0)                       ("η(t) ∝ 1/Post(t)")
 
   then ``w`` is clipped to ``[w_min, w_max]``. The talk writes ``η ∝ 1/Post``; the ``1 +`` keeps a
-  silent neuron's rate finite (our choice; ``P_0`` sets where the rate halves).
+  silent neuron's rate finite (*choice*; ``P_0`` sets where the rate halves). Inputs that spiked
+  recently (``x_pre > offset``) are potentiated, the others depressed, inputs silent in the whole
+  presentation by a further ``k_const``. No column normalisation: the offset and the leak bound the weights.
 * **Decay phase** (between learning events, all synapses)::
 
       τ_leak,j · dw/dt = −α_exp · (w − w_rest)         (decay = "exp")
       τ_leak,j · dw/dt = −α_lin      while w > w_rest    (decay = "linear")
-      τ_leak,j = τ_0 · (1 + P_j/P_0) · (1 + θ_j/θ_0)     ("τ_leak ∈ Post(t), (v_thresh + θ)")
+      τ_leak,j = τ_0 · (1 + P_j/P_leak) · (1 + θ_j/θ_0)  ("τ_leak ∈ Post(t), (v_thresh + θ)")
 
   Over an interval ``T`` with ``P`` and ``θ`` held at their values at its start the solution is
   exact: ``w(T) = w_rest + (w − w_rest)·exp(−α_exp·T/τ_leak)`` and
   ``w(T) = max(w − α_lin·T/τ_leak, w_rest)`` (cells already below ``w_rest`` do not move).
-  The talk's equation decays to 0 (``w_rest = 0``, the default). The paper's exact functional forms
-  of ``τ_leak(Post, θ)`` and ``η(Post)`` were not available to us; the linear dependences above are
-  our choice (monotone, as the talk states), with the adaptive threshold entering through
-  ``θ/θ_0`` (``theta_ref = None`` drops it).
+  *Choices*: the linear dependences (monotone, as the talk states); ``P_leak`` (``leak_post_ref``)
+  separate from the learning-rate ``P_0`` (null: the same), because one constant cannot both let a new
+  neuron learn for tens of images (``P_0`` ≈ 20 spikes) and keep a neuron that fired ~10³ times for a
+  class nearly unchanged over the following phases (``τ_leak ≫`` the rest of the run: ``P_leak`` ≈ 5);
+  the threshold enters through ``θ/θ_0`` (``theta_ref``; the literal ``(v_thresh + θ)/v_thresh`` with
+  voltages from rest is ``θ_0 = v_thresh − v_rest``, 13 mV in the fast network; null drops it: θ grows
+  with the same spikes as ``P``). The talk decays to 0; ``w_rest > 0`` (*choice*) keeps a neuron whose
+  weights have leaked away excitable — at ``w_rest = 0`` it never fires again and is lost for new classes
+  (on sequential MNIST, fast network, ``w_rest ≤ 0.03`` left 7–13 of 20 neurons that ever fired).
 
 Hardware: the leak is *digital* — every ``leak_interval`` presentations the decayed weights are
 written back to the array as a weight change (pulses, write energy charged to the training
@@ -80,6 +95,7 @@ class ASPRule:
     k_const: float = 0.02
     post_ref: float = 20.0
     tau_leak0_s: float = 2.0
+    leak_post_ref: float | None = None
     alpha: float = 1.0
     decay: str = "exp"
     w_rest: float = 0.0
@@ -96,6 +112,7 @@ class ASPRule:
         _check("k_const", self.k_const, 0.0)
         _check("post_ref", self.post_ref, 0.0, lo_open=True)
         _check("tau_leak0_s", self.tau_leak0_s, 0.0, lo_open=True)
+        _check("leak_post_ref", self.leak_post_ref, 0.0, lo_open=True, nullable=True)
         _check("alpha", self.alpha, 0.0)
         _check("w_rest", self.w_rest)
         _check("theta_ref", self.theta_ref, 0.0, lo_open=True, nullable=True)
@@ -140,7 +157,8 @@ class ASPRule:
     # -- decay phase -------------------------------------------------------------------------
     def tau_leak(self, post_count: Tensor, theta: Tensor | None = None) -> Tensor:
         """``τ_leak,j = τ_0·(1 + P_j/P_0)·(1 + θ_j/θ_0)`` [s], ``[R, out]``."""
-        tau = self.tau_leak0_s * (1.0 + post_count / self.post_ref)
+        ref = self.post_ref if self.leak_post_ref is None else self.leak_post_ref
+        tau = self.tau_leak0_s * (1.0 + post_count / ref)
         if self.theta_ref is not None and theta is not None:
             tau = tau * (1.0 + theta.clamp(min=0.0) / self.theta_ref)
         return tau
