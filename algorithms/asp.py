@@ -177,6 +177,21 @@ class ASPAlgorithm(STDPAlgorithm):
         seed = int(torch.randint(0, 2**62, (1,), generator=base, device=base.device))
         groups = [p.phases[i:i + p.classes_per_phase] for i in range(0, len(p.phases), p.classes_per_phase)]
         runs = (["stdp"] if p.compare_stdp else []) + ["asp"]
+        # label-assignment images: the last n_assign_per_class training images of every class, held out from
+        # training, the same for every phase and both algorithms; each phase trains on the other images of its classes
+        pick = [torch.nonzero(y == c).flatten()[-p.n_assign_per_class:] for c in range(self._n_classes)]
+        held = torch.cat(pick)
+        phase_idx = []
+        for classes in groups:
+            idx = torch.nonzero(torch.isin(y, torch.tensor(classes)) & ~torch.isin(torch.arange(len(y)), held)).flatten()
+            if p.images_per_phase is not None:
+                if len(idx) < p.images_per_phase:
+                    raise ValueError(f"algorithm.images_per_phase: got {p.images_per_phase}; classes {classes} have only "
+                                     f"{len(idx)} training images besides the {p.n_assign_per_class} per class held out "
+                                     "for labels (n_assign_per_class): lower one of them or raise dataset.n_train")
+                idx = idx[: p.images_per_phase]
+            phase_idx.append(idx)
+        self._phase_idx = phase_idx
         self._snapshots = []
         t0 = time.perf_counter()
         n_img = 0
@@ -196,9 +211,7 @@ class ASPAlgorithm(STDPAlgorithm):
             self._calibrate(x, gen)
             seen: list[int] = []
             for k, classes in enumerate(groups):
-                idx = torch.nonzero(torch.isin(y, torch.tensor(classes))).flatten()
-                if p.images_per_phase is not None:
-                    idx = idx[: p.images_per_phase]
+                idx = phase_idx[k]
                 for i in idx.tolist():
                     self.net.present(x[i], learning=True, ledger=ledger)
                     if ledger is not None:
@@ -212,8 +225,6 @@ class ASPAlgorithm(STDPAlgorithm):
                 })
         hw.generator = base
         wall = time.perf_counter() - t0
-        # label-assignment images: n_assign_per_class training images of every class
-        pick = [torch.nonzero(y == c).flatten()[-p.n_assign_per_class:] for c in range(self._n_classes)]
         self._assign_idx = pick
         self._x_train = x
         self._labels = y

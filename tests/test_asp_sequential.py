@@ -69,3 +69,20 @@ def test_bad_phases_are_named():
         cls(cls.make_params(phases=[0, 0]), hw)
     with pytest.raises(ValueError, match="phases"):
         cls(cls.make_params(phases=[]), hw)
+
+
+def test_label_images_are_held_out_from_training(run):
+    """The labels of every phase come from the same n_assign_per_class images per class, never trained on."""
+    alg, *_ = run
+    d = load_digits()
+    for c in range(10):
+        idx = alg._assign_idx[c]
+        assert len(idx) == 10 and bool((d.y_train[idx] == c).all())
+    trained = torch.cat(alg._phase_idx)
+    assert len(trained) == 3 * 12 and not bool(torch.isin(torch.cat(alg._assign_idx), trained).any())
+    cls = get_algorithm("asp")
+    hw = Hardware(device=IdealDevice(), generator=torch.Generator().manual_seed(0))
+    n0 = int((d.y_train == 0).sum())
+    alg = cls(cls.make_params(n_neurons=4, phases=[0], images_per_phase=n0 - 5, n_assign_per_class=10), hw)
+    with pytest.raises(ValueError, match="images_per_phase"):
+        alg.fit(d, EnergyLedger())
