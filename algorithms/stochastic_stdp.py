@@ -16,8 +16,13 @@ by the stochastic STDP rule of :mod:`algorithms.learning.stochastic` (Srinivasan
   ``I²·R·t`` per attempt goes to the training ledger (``energy_train_write_J`` per image); the read energy
   of the input spikes to ``array``.
 
-Binary synapses cannot be rescaled: ``normalisation`` is ``none`` (default; the anti-Hebbian depression
-keeps the number of ON synapses bounded) or ``gain`` (a digital per-neuron input gain).
+Binary synapses cannot be rescaled: ``normalisation`` is ``gain`` (default: a digital per-neuron input gain
+``g_j = total/Σ_i w_ij``, recomputed before every training presentation and after ``fit``, keeps each neuron's
+effective input weight sum at the Diehl & Cook column sum ``total`` (78.4 in fast mode) without writing a cell —
+the role the column normalisation plays for the deterministic rule; on a crossbar ``Σ_i w_ij`` is one column
+read with all rows driven) or ``none`` (the anti-Hebbian depression alone bounds the number of ON synapses,
+which then drifts to where it balances potentiation, ≈ 0.2 of the synapses on MNIST, and the network's input
+grows with it).
 Extra row columns: ``synapse``, ``write_attempts_per_image``, ``switches_per_image``,
 ``write_energy_per_attempt_J``, ``on_fraction``.
 """
@@ -95,8 +100,9 @@ class StochasticSTDPAlgorithm(STDPAlgorithm):
                                         "only those not already in the target state (read energy charged)")
         current_scale: float = param(1.0, description="device mode: factor on the nominal-calibrated write current "
                                      "(≠ 1: a miscalibrated driver)", gt=0)
-        normalisation: str = param("none", description="none, or gain (digital per-neuron input gain to norm_total; "
-                                   "binary cells cannot be reprogrammed)", choices=["none", "gain"])
+        normalisation: str = param("gain", description="gain (digital per-neuron input gain: each neuron's effective "
+                                   "input sum = norm_total, no writes) or none; binary cells cannot be reprogrammed",
+                                   choices=["none", "gain"])
         write_every: str = param("image", description="image: the attempts of a presentation are made after it "
                                  "(weights frozen during it); step: after every time step", choices=list(WRITE_EVERY))
         replicas: int = param(1, description="independent networks trained together in one loop (one row each)", ge=1)
