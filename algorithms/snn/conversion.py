@@ -70,7 +70,8 @@ class ConversionParams:
                          description="column readout: ADC + digital IF neuron, or analog IF neuron integrating on a capacitor (no ADC)")
     pooling: str = param("fold", choices=POOLINGS,
                          description="average pooling: folded into the next layer's weights (rows see the spikes below), "
-                                     "IF pool neurons (threshold 1), or fractional pooled values through an amplitude DAC")
+                                     "IF pool neurons (threshold 1), fractional pooled values through an amplitude DAC, "
+                                     "or count: each window's spike count drives one row with that many read pulses")
     neuron_e_step_J: float = param(ANALOG_E_STEP_J, unit="J", ge=0, description="analog column neuron energy per integration step")
     neuron_e_spike_J: float = param(ANALOG_E_SPIKE_J, unit="J", ge=0, description="analog column neuron energy per spike")
     software_snn: bool = param(True, description="also run the same SNN in software on ideal devices (accuracy_snn_sw)")

@@ -25,7 +25,23 @@ Average pooling is linear and keeps rates. The algorithms fold it into the next 
 (:func:`fold_pooling`: exact, every row still sees binary spikes). Pools left in the chain get a
 **pool neuron** (IF, θ = 1, reset by subtraction) that turns the pooled rate back into binary
 spikes (one extra step of latency per pool), or with ``pool_neurons=False`` pass the fractional
-pooled values on, as SpikingJelly does, through an amplitude DAC of full scale 1. The output layer integrates its input without
+pooled values on, as SpikingJelly does, through an amplitude DAC of full scale 1.
+
+**Count pooling** (``pool_counts=True``, ``pooling: count``): an ``AvgPool2d(k)`` (kernel = stride, no
+padding) after IF neurons stays a pool. A small counter per pooled output adds the ``k²`` spikes of
+its window each step (``k² − 1`` adds of ``⌈log2(k² + 1)⌉``-bit words, ledger ``digital``), and the
+count ``c ∈ {0 … k²}`` drives the next layer's row with ``c`` read pulses of ``v_read`` within
+``k²`` pulse slots (:class:`circuits.DAC` ``pulses``; pulse ``p`` drives the rows with ``c ≥ p``).
+The column integrates the charge of the pulses and the ADC converts once per step, so on a linear
+array the layer computes ``W·(c/k²) = W·avgpool(s)``: the function of the folded layer, with the
+layer's own rows (``k²`` times fewer than folding) and no DAC. The read takes ``k²·t_read``; its
+energy is the sum over the pulses (linear in ``c`` with ideal wires, the quadratic form of each
+pulse with wire resistance). This is a design choice of this simulator [est]: a pulse-count input,
+the rate-coded read of a spiking input applied to the summed spikes of a window. Conv layers with
+count inputs compute each tile's partial sums as a convolution over the tile's channels
+(:meth:`algorithms.layers.MappedConv2d._product_direct`, no im2col), and the IF scan feeding a count
+pool pools each step's spikes while they are in cache (:meth:`SpikingNetwork._scan_count_pool`).
+The output layer integrates its input without
 firing (``output="membrane"``: logits ≈ λ_{L−1}·Σ_t z_L(t)/T) or with IF neurons at θ_L
 (``output="spikes"``: the spike count; ties go to the lower class index).
 
@@ -403,22 +419,31 @@ class SpikingNetwork:
         b = b.detach() / lam_in
         return b.reshape(1, -1, 1, 1) if isinstance(s.sw, nn.Conv2d) else b
 
-    def _currents(self, s: Stage, x: Tensor, tc: int, ledger: EnergyLedger | None, constant: bool) -> Tensor:
+    def _currents(self, s: Stage, x: Tensor, tc: int, ledger: EnergyLedger | None, constant: bool,
+                  cache: dict | None = None) -> Tensor:
         """Input currents ``z [tc, B, ...]`` of weight stage ``s`` for inputs ``x [tc, B, ...]``.
 
         ``constant``: the input is the same at every step (direct coding); without read noise the
-        product is computed once and its cost counted ``tc`` times.
+        product is computed once and its cost counted ``tc`` times. ``cache`` (one dict per
+        :meth:`run`) keeps that product for the later time chunks of the run: the chip reads the
+        same image with the same result, and each chunk is still charged its ``tc`` reads.
         """
         b = x.shape[1]
         noisy = self.backend == "hw" and (s.layer.mm.device.read_noise_rel() > 0 or s.layer.mm.adc.noise_sigma_lsb > 0)
         bias = self._bias(s, s.lam_in)
         if constant and not noisy:
-            tmp = EnergyLedger() if ledger is not None else None
-            y = self._product(s, x[0], tmp)
+            hit = cache.get(s.name) if cache is not None else None
+            if hit is None:
+                tmp = EnergyLedger() if ledger is not None else None
+                y = self._product(s, x[0], tmp)
+                if bias is not None:  # added once, to the one product (elementwise: the same values as after expanding)
+                    y = y + bias
+                if cache is not None:
+                    cache[s.name] = (y, tmp)
+            else:
+                y, tmp = hit
             if ledger is not None:
                 merge_ledger(ledger, tmp, factor=tc)
-            if bias is not None:  # added once, to the one product (elementwise: the same values as after expanding)
-                y = y + bias
             return y.unsqueeze(0).expand(tc, *y.shape)  # a view: the same currents at every step, not copied
         y = self._product(s, x.reshape(tc * b, *x.shape[2:]), ledger)
         y = y.reshape(tc, b, *y.shape[1:])
@@ -439,6 +464,55 @@ class SpikingNetwork:
             else:
                 v.mul_(1.0 - s)
         return out
+
+    def _next_stage(self, s: Stage) -> Stage | None:
+        i = self.stages.index(s)
+        return self.stages[i + 1] if i + 1 < len(self.stages) else None
+
+    @staticmethod
+    def _fusable(nxt: Stage | None, z: Tensor) -> bool:
+        """The IF layer's spikes go straight into a count pool (``pooling: count``) over ``[tc, B, C, H, W]`` maps."""
+        return nxt is not None and nxt.kind == "pool" and nxt.pulses > 1 and not nxt.neurons and z.dim() == 5
+
+    def _scan_count_pool(self, z: Tensor, v: Tensor, theta: float, pool: Stage,
+                         block_elements: int = 2**17) -> tuple[Tensor, float]:
+        """IF neurons over ``z [tc, B, C, H, W]`` (as :meth:`_scan`) with the count pool applied step by step.
+
+        Returns the window spike counts ``[tc, B, C, H/k_h, W/k_w]`` (the values :meth:`_pool` gives on the
+        spikes of :meth:`_scan`: the same elementwise operations in the same order) and the total number
+        of spikes. The full-size spike maps are never stored: each step's spikes are pooled while they are
+        in cache, a block of images at a time (``block_elements`` membrane values per block).
+        """
+        kh, kw = _pair(pool.layer.module.kernel_size)
+        tc, b, c, h, w = z.shape
+        hp, wp = h // kh, w // kw
+        out = z.new_empty(tc, b, c, hp, wp)
+        nb = max(1, min(b, block_elements // max(1, c * h * w)))
+        buf = z.new_empty(nb, c, h, w)
+        trimmed = hp * kh != h or wp * kw != w
+        n_sp = 0.0
+        for b0 in range(0, b, nb):
+            vb = v[b0 : b0 + nb]
+            sb = buf[: vb.shape[0]]
+            for t in range(tc):
+                vb += z[t, b0 : b0 + nb]
+                torch.ge(vb, theta, out=sb)
+                if self.reset == "subtract":
+                    vb.sub_(sb, alpha=theta)
+                else:
+                    vb.mul_(1.0 - sb)
+                y = out[t, b0 : b0 + nb]
+                for i in range(kh):
+                    for j in range(kw):
+                        view = sb[..., i : hp * kh : kh, j : wp * kw : kw]
+                        if i == 0 and j == 0:
+                            y.copy_(view)
+                        else:
+                            y.add_(view)
+                if trimmed:  # spikes in the rows/columns the pool drops
+                    n_sp += float(sb.sum()) - float(y.sum())
+        per_map = out.view(tc * b, -1).sum(1)  # float32 sums of small integers per image and step: exact
+        return out, n_sp + float(per_map.sum(dtype=torch.float64))
 
     def _neuron_energy(self, name: str, n_updates: int, n_spikes: float, ledger: EnergyLedger) -> None:
         if self.backend != "hw":
@@ -486,6 +560,7 @@ class SpikingNetwork:
         cur = self._encode(x, tc)
         constant = self.encoding == "direct"
         lam = self.lam0
+        pooled = None
         for s in self.stages:
             if s.kind == "weight":
                 s.lam_in = lam
@@ -509,13 +584,19 @@ class SpikingNetwork:
                     theta, lam_out = 1.0, lam
                 s.theta = theta
                 if s.neurons:
-                    cur = self._scan(z, torch.zeros_like(z[0]), theta)
+                    nxt = self._next_stage(s)
+                    if self._fusable(nxt, z):
+                        cur = self._scan_count_pool(z, torch.zeros_like(z[0]), theta, nxt)[0]
+                        pooled = nxt
+                    else:
+                        cur = self._scan(z, torch.zeros_like(z[0]), theta)
                     constant = False
                     lam = lam_out
                 else:
                     cur = z
             elif s.kind == "pool":
-                cur = self._pool(s, cur)
+                if pooled is not s:
+                    cur = self._pool(s, cur)
                 if s.neurons:
                     cur = self._scan(cur, torch.zeros_like(cur[0]), 1.0)
                     constant = False
@@ -566,11 +647,14 @@ class SpikingNetwork:
         if s.kind == "pool" and s.pulses > 1:
             kh, kw = _pair(s.layer.module.kernel_size)
             h, w = cur.shape[-2] // kh * kh, cur.shape[-1] // kw * kw
-            y = None
+            y = cur.new_empty(*cur.shape[:-2], h // kh, w // kw)
             for i in range(kh):
                 for j in range(kw):
                     v = cur[..., i:h:kh, j:w:kw]
-                    y = v.clone(memory_format=torch.contiguous_format) if y is None else y.add_(v)
+                    if i == 0 and j == 0:
+                        y.copy_(v)
+                    else:
+                        y.add_(v)
             return y
         y = s.layer.module(cur.reshape(tc * b, *cur.shape[2:]))
         return y.reshape(tc, b, *y.shape[1:])
@@ -610,12 +694,14 @@ class SpikingNetwork:
         outs: list[Tensor] = []
         spikes_at: dict[str, list[float]] = {n: [] for n in self.neuron_layers}
         macs_ann = self.net.op_counts(tuple(x.shape[1:]))
+        const_cache: dict = {}  # the direct-input layer's currents, computed in the first chunk
         for k, (t0, t1) in enumerate(bounds):
             tc = t1 - t0
             led = seg_ledgers[k] if seg_ledgers is not None else None
             cur = self._encode(x, tc)
             constant = self.encoding == "direct"
             binary = self.encoding == "rate"
+            pooled = None  # count pool already applied by the fused scan of the layer below
             for s in self.stages:
                 if s.kind == "weight":
                     if led is not None:
@@ -623,13 +709,18 @@ class SpikingNetwork:
                             led.add_ops(s.name, macs=0.0, acs=self._acs(s, cur), macs_ann=0.0)
                         else:
                             led.add_ops(s.name, macs=tc * b * macs_ann[s.name] * self.macs_scale.get(s.name, 1.0), acs=0.0, macs_ann=0.0)
-                    z = self._currents(s, cur, tc, led, constant)
+                    z = self._currents(s, cur, tc, led, constant, const_cache)
                     if s.neurons:
                         v = state.get(s.name)
                         if v is None:
                             v = state[s.name] = torch.zeros_like(z[0])
-                        cur = self._scan(z, v, s.theta)
-                        n_sp = float(cur.sum())
+                        nxt = self._next_stage(s)
+                        if self._fusable(nxt, z):
+                            cur, n_sp = self._scan_count_pool(z, v, s.theta, nxt)
+                            pooled = nxt
+                        else:
+                            cur = self._scan(z, v, s.theta)
+                            n_sp = float(cur.sum())
                         counts[s.name] += n_sp
                         if led is not None:
                             self._neuron_energy(s.name, int(tc * z[0].numel()), n_sp, led)
@@ -642,7 +733,8 @@ class SpikingNetwork:
                         if led is not None:
                             self._neuron_energy(s.name, int(tc * z[0].numel()), 0.0, led)
                 elif s.kind == "pool":
-                    cur = self._pool(s, cur)
+                    if pooled is not s:
+                        cur = self._pool(s, cur)
                     if s.neurons:
                         v = state.get(s.name)
                         if v is None:
