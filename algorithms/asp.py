@@ -10,11 +10,19 @@ assignment, vote and rows are those of ``stdp`` (:mod:`algorithms.stdp`); the we
 leak is *digital*: written back every ``leak_interval`` presentations as device pulses (write energy
 charged to the training ledger). No column normalisation by default (it would undo the leak).
 
+Defaults: the paper's constants were not available (:mod:`algorithms.learning.asp`); ``offset`` 0.1,
+``k_const`` 0.1, ``η0`` 0.01, ``P0`` 20, ``P_leak`` 5, ``τ0`` 20 s, ``w_rest`` 0.05 and the cumulative
+activity count are the values chosen on sequential MNIST digits 0–9 with 50 neurons in the fast network
+(README, "Continual learning"): with ``offset`` 0.4 and no normalisation the receptive fields shrank to
+the digits' common core and homeostasis spread the first class over every neuron (none left for the
+next classes); ``w_rest`` ≤ 0.03 leaves neurons whose weights leaked away unable to fire again.
+
 Continual learning (``phases``): the training images are shown class by class in the order given
 (``classes_per_phase`` classes per phase, ``images_per_phase`` images each phase; default all images of
-those classes in ``dataset.n_train``). After each phase the network is frozen (θ too) and scored on the
-test images of every class seen so far, with labels assigned from ``n_assign_per_class`` training images
-per seen class. With ``compare_stdp: true`` plain STDP (``stdp`` with the same network constants,
+those classes in ``dataset.n_train`` but the label images). After each phase the network is frozen (θ
+too) and scored on the test images of every class seen so far, with labels assigned from the last
+``n_assign_per_class`` training images of every seen class — held out from training, the same images
+after every phase and for both algorithms. With ``compare_stdp: true`` plain STDP (``stdp`` with the same network constants,
 synapses, initial weights, seed and data; its own normalisation ``stdp_normalisation``) runs the same
 sequence. Rows: one per algorithm × phase with ``algorithm``, ``phase``, ``classes_seen`` (how many),
 ``classes`` (which, e.g. ``"0 1 2"``), ``accuracy_seen`` (mean of the per-class accuracies over the
@@ -59,18 +67,19 @@ class ASPAlgorithm(STDPAlgorithm):
         n_assign: int | None = param(None, description="non-sequential runs: label assignment from the last n "
                                      "training images; null: all", ge=1, nullable=True)
         eta0: float = param(0.01, description="recovery learning rate of a silent neuron (η0)", ge=0)
-        offset: float = param(0.4, description="STDP offset: Δw ∝ (x_pre − offset) − k_const/2^Pre_acc", ge=0)
-        k_const: float = param(0.02, description="depression of inputs silent in the presentation (k_const)", ge=0)
-        post_ref: float = param(20.0, description="post spike count P0 at which η halves and τ_leak doubles", gt=0)
-        leak_post_ref: float | None = param(None, description="post spike count at which τ_leak doubles (null: "
+        offset: float = param(0.1, description="STDP offset: Δw ∝ (x_pre − offset) − k_const/2^Pre_acc", ge=0)
+        k_const: float = param(0.1, description="depression of inputs silent in the presentation (k_const)", ge=0)
+        post_ref: float = param(20.0, description="post spike count P0 at which η halves", gt=0)
+        leak_post_ref: float | None = param(5.0, description="post spike count P_leak at which τ_leak doubles (null: "
                                             "post_ref)", gt=0, nullable=True)
-        tau_leak0_s: float = param(2.0, description="leak time constant of a silent neuron (τ0)", unit="s", gt=0)
+        tau_leak0_s: float = param(20.0, description="leak time constant of a silent neuron (τ0)", unit="s", gt=0)
         alpha: float = param(1.0, description="leak strength α (exp: rate factor; linear: weight units per τ_leak)",
                              ge=0)
         decay: str = param("exp", description="exp: τ_leak·dw/dt = −α(w − w_rest); linear: τ_leak·dw/dt = −α",
                            choices=list(DECAY_MODES))
-        w_rest: float = param(0.0, description="weight the leak decays to", ge=0)
-        theta_ref: float | None = param(None, description="adaptive threshold θ0 in τ_leak = τ0(1 + P/P0)(1 + θ/θ0) "
+        w_rest: float = param(0.05, description="weight the leak decays to (0: the talk's equation; a neuron "
+                              "whose weights reach 0 never fires again)", ge=0)
+        theta_ref: float | None = param(None, description="adaptive threshold θ0 in τ_leak = τ0(1 + P/P_leak)(1 + θ/θ0) "
                                         "(null: θ not used)", unit="V", gt=0, nullable=True)
         tau_post_acc_s: float | None = param(None, description="decay time of the post activity count P (null: "
                                              "cumulative)", unit="s", gt=0, nullable=True)
@@ -83,8 +92,9 @@ class ASPAlgorithm(STDPAlgorithm):
         classes_per_phase: int = param(1, description="classes shown per phase", ge=1)
         images_per_phase: int | None = param(None, description="training images per phase (null: all of the "
                                              "phase's classes in the training set)", ge=1, nullable=True)
-        n_assign_per_class: int = param(100, description="sequential runs: labelled training images per seen class "
-                                        "for the label assignment after each phase", ge=1)
+        n_assign_per_class: int = param(100, description="sequential runs: labelled training images per class, held "
+                                        "out from training (the last of each class), for the label assignment after "
+                                        "each phase", ge=1)
         compare_stdp: bool = param(False, description="also run plain STDP (algorithm stdp) on the same sequence "
                                    "(rows with algorithm = stdp)")
         stdp_normalisation: str = param("reprogram", description="normalisation of the plain-STDP comparison",

@@ -84,7 +84,9 @@ def _check(name: str, value, lo=None, lo_open=False, nullable=False) -> None:
 
 @dataclass
 class ASPRule:
-    """The ASP recovery and decay phases (module docstring for the equations).
+    """The ASP recovery and decay phases (module docstring for the equations). Defaults: the talk's form
+    (decay to ``w_rest = 0``, one reference count); the ``asp`` algorithm's defaults are the values chosen on
+    sequential MNIST (:mod:`algorithms.asp`).
 
     All state lives in the caller's tensors: ``post_count [R, out]`` (``P``), ``pre_count [R, in]``
     (``Pre_acc``), ``x_pre [R, in]``; weights ``w [R, out, in]`` in weight units.
