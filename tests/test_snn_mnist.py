@@ -4,6 +4,8 @@ The CNN of the issue, Conv(1,16,5)-ReLU-AvgPool2-Conv(16,32,5)-ReLU-AvgPool2-Lin
 2 epochs (Adam 1e-3, batch 64): the converted SNN (99.9th percentile, soft reset, direct input,
 ideal devices) is within 0.1 point of the ANN at T = 32 on the 10 000 test images, and at T = 8,
 where conversion loses more than 1.5 points, hybrid STDB fine-tuning brings it within 0.5 point.
+``examples/snn_methods_mnist.yaml`` (the README's three-method MNIST table) runs shrunk: its rows, columns and
+the per-inference energies that depend on T alone.
 """
 
 import pytest
@@ -74,3 +76,38 @@ def test_hybrid_recovers_at_T8(mnist_cnn):
     if before < ann - 0.015:
         assert after >= ann - 0.005, (ann, before, after)
     assert after > before
+
+
+def test_snn_methods_example_reduced(mnist_dir, monkeypatch):
+    """examples/snn_methods_mnist.yaml shrunk (ANN: 1 epoch on 5 000 images; BPTT on 500; 100 test images): one row per
+    method × T with every README column; per inference the converter energies (ADC, DAC) are set by T alone, the same
+    for the three methods to 1e-9 and 8× from T = 4 to T = 32 (one conversion per column and step), and the
+    components add up to the total."""
+    import copy
+    from pathlib import Path
+
+    import xbarsim
+    from xbarsim.config import read_yaml
+
+    monkeypatch.setenv("XBARSIM_DATA", str(mnist_dir.parent))
+    cfg = read_yaml(Path(__file__).resolve().parents[1] / "examples" / "snn_methods_mnist.yaml")
+    cfg = copy.deepcopy(cfg)
+    cfg["dataset"]["n_train"] = 5000
+    cfg["model"]["epochs"] = 1
+    cfg["eval"]["n_test"] = 100
+    for alg in cfg["sweep"]["algorithm"]:
+        if "n_train" in alg:
+            alg["n_train"] = 500
+    df = xbarsim.run(cfg, progress=False)
+    assert sorted(zip(df.method, df.timesteps)) == sorted((m, t) for m in ("conversion", "hybrid", "surrogate") for t in (4, 8, 16, 32))
+    for col in ("accuracy_ann", "accuracy_snn_sw", "accuracy_snn_hw", "energy_adc_J", "energy_dac_J", "energy_array_J",
+                "energy_neuron_J", "energy_digital_J", "latency_s", "ops_ac", "ops_mac", "opcount_energy_ratio"):
+        assert df[col].notna().all(), col
+    for comp in ("energy_adc_J", "energy_dac_J"):
+        per_t = df.pivot(index="timesteps", columns="method", values=comp)
+        assert (per_t.max(axis=1) - per_t.min(axis=1) <= 1e-9 * per_t.max(axis=1)).all(), comp
+        assert per_t.loc[32].iloc[0] == pytest.approx(8 * per_t.loc[4].iloc[0], rel=1e-6)
+    parts = df[[c for c in df.columns if c.startswith("energy_") and c.endswith("_J") and "opcount" not in c
+                and not c.startswith("energy_train") and c != "energy_per_inference_J"]].sum(axis=1)
+    assert ((parts - df.energy_per_inference_J).abs() <= 1e-9 * df.energy_per_inference_J).all()
+    assert (df[df.method == "conversion"].accuracy_snn_hw.max() > 0.9)
