@@ -191,6 +191,70 @@ def test_crossbar_network_equals_torch_reference(mode, write_every, n_img):
     assert not torch.allclose(w0, w_chip, atol=1e-3)  # it learned
 
 
+def test_replicas_equal_separate_networks_bit_for_bit():
+    """R = 3 fast-mode networks in one loop (each replica on its own clock) with one generator per replica give
+    exactly — spike counts, θ, weights, and test responses (B > 1) — what three one-replica networks give
+    with those generators: every replica runs the same operations with the same rounding."""
+    cfg = DiehlCookConfig.preset("fast", n_neurons=12)
+    r = 3
+    w0 = init_weights(cfg, 784, r, torch.Generator().manual_seed(1))
+    x = _images(12, seed=4) * 2.0  # dense, bright inputs: many spikes, one-spike ties and inhibition
+    x = x.clamp(max=1.0)
+    for synapses in ("software", "crossbar"):
+        def syn(w, kind=synapses):
+            return TorchSynapses(w.clone()) if kind == "software" else CrossbarSynapses(
+                _chip(w, IdealDevice(), dtype=torch.float32), rounding="none")
+
+        big = DiehlCookNetwork(cfg, syn(w0), [torch.Generator().manual_seed(10 + k) for k in range(r)])
+        sep = [DiehlCookNetwork(cfg, syn(w0[k:k + 1]), torch.Generator().manual_seed(10 + k)) for k in range(r)]
+        spikes = 0.0
+        for i in range(x.shape[0]):
+            c = big.present(x[i])
+            for k in range(r):
+                assert torch.equal(c[k:k + 1], sep[k].present(x[i])), (synapses, i, k)
+            spikes += float(c.sum())
+        assert spikes > 20 * r
+        for k in range(r):
+            assert torch.equal(big.syn.weights()[k], sep[k].syn.weights()[0]), (synapses, k)
+            assert torch.equal(big.theta[k], sep[k].theta[0])
+        resp = big.responses(x[:6], 6)
+        for k in range(r):
+            assert torch.equal(resp[k], sep[k].responses(x[:6], 6)[0])
+
+
+def test_paper_mode_closed_form_equals_the_step_loop():
+    """``mode: paper``: the quiet stretches jumped over in closed form (``scan_horizon`` 64, numpy) give the
+    spikes and weights of the step-by-step torch loop (``scan_horizon`` 0), the membranes within float32
+    rounding; the learning-off batch path (numpy, every step exact) equals the torch loop bit for bit."""
+    from algorithms.neurons.diehl_cook import decay_path
+
+    cfg = DiehlCookConfig.preset("paper", n_neurons=10)
+    x = _images(4, seed=7)
+    nets = []
+    for h in (0, 64):
+        w0 = init_weights(cfg, 784, 1, torch.Generator().manual_seed(1))
+        net = DiehlCookNetwork(cfg, TorchSynapses(w0), torch.Generator().manual_seed(5))
+        net.scan_horizon = h
+        counts = torch.stack([net.present(x[i]) for i in range(x.shape[0])])
+        nets.append((net, counts))
+    (a, ca), (b, cb) = nets
+    assert float(ca.sum()) > 10 and torch.equal(ca, cb)
+    assert torch.equal(a.syn.weights(), b.syn.weights())
+    assert torch.equal(a.state.g_e, b.state.g_e)  # conductances: exactly the step loop's (decay_path)
+    # membranes: the step loop's float32 rounding (1 ulp at −65 mV = 7.5e-9 V) accumulated over ~2 000 steps
+    assert torch.allclose(a.state.v, b.state.v, atol=2e-7, rtol=0)
+    assert torch.allclose(a.istate.v, b.istate.v, atol=2e-7, rtol=0)
+    assert torch.equal(a.responses(x, 4), b.responses(x, 4))
+    # decay_path: the recursion g ← g·d + x_t bit for bit
+    g = torch.Generator().manual_seed(3)
+    g0, xs = torch.rand(2, 5, generator=g), torch.rand(30, 2, 5, generator=g) * (torch.rand(30, 2, 5, generator=g) < 0.3)
+    ref, gg = [], g0.clone()
+    for t in range(30):
+        gg.mul_(0.75).add_(xs[t])
+        ref.append(gg.clone())
+    assert torch.equal(decay_path(g0, 0.75, 30, xs), torch.stack(ref))
+
+
 def test_fast_read_equals_the_matrix_read_path():
     """The linear shortcut ``spikes @ weights()`` equals ``MappedMatrix.matmul`` and charges the same array energy."""
     cfg = DiehlCookConfig.preset("fast", n_neurons=10)

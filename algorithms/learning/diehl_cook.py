@@ -185,7 +185,15 @@ class DiehlCookNetwork:
             raise ValueError(f"synapses: {synapses.n_post} columns; algorithm.n_neurons is {cfg.n_neurons}")
         self.cfg = cfg
         self.syn = synapses
-        self.generator = generator
+        if isinstance(generator, (list, tuple)):
+            if len(generator) != synapses.replicas:
+                raise ValueError(f"generator: got a list of {len(generator)} generators; one per replica ({synapses.replicas}) "
+                                 "or a single torch.Generator")
+            self.generators = list(generator)
+            self.generator = self.generators[0]
+        else:
+            self.generators = None
+            self.generator = generator
         self.R, self.n_in, self.n = synapses.replicas, synapses.n_pre, synapses.n_post
         self.device, self.dtype = synapses.device, synapses.dtype
         self.encoder = PoissonEncoder(cfg.max_rate_hz, cfg.dt_s)
@@ -213,6 +221,14 @@ class DiehlCookNetwork:
         self._counted = 0.0
         self._ops_counted = 0.0
         self.e_neuron = E_NEURON_CONDUCTANCE_J if cfg.conductance else E_NEURON_CURRENT_J
+
+    def _uniform(self, t_steps: int, b: int, a: int) -> Tensor:
+        """``U[0, 1)`` of shape ``[T, R, b, a]``: one draw from the generator, or with one generator per replica
+        each replica's ``[T, 1, b, a]`` from its own (replica r then draws what a one-replica network would)."""
+        kw = dict(device=self.device, dtype=self.dtype)
+        if self.generators is None:
+            return torch.rand(t_steps, self.R, b, a, generator=self.generator, **kw)
+        return torch.cat([torch.rand(t_steps, 1, b, a, generator=g, **kw) for g in self.generators], 1)
 
     # -- state ------------------------------------------------------------------------------------
     def _train_state(self):
@@ -246,6 +262,8 @@ class DiehlCookNetwork:
         if cfg.conductance and not per_step and self.scan_horizon > 0 and self.device.type == "cpu":
             horizon = self.scan_horizon if r * b <= self.scan_rows else 0
             return self._run_conductance(drive if any_input else None, t_steps, st, ist, learning, record, horizon)
+        if r > 1 and any_input and not per_step and not cfg.conductance and self.scan_horizon > 0:
+            return self._run_replicas(drive, st, ist, learning, record)
         post = torch.zeros(t_steps, r, b, self.n, dtype=self.dtype, device=self.device)
         exc, inh, gen = self.exc, self.inh, self.generator
         conductance = cfg.conductance
@@ -290,6 +308,130 @@ class DiehlCookNetwork:
                 self._flush(ledger)
         if not conductance:
             inh.advance(ist, t_steps - 1 - t_inh)
+        self.stats.steps += t_steps
+        return post.sum(0), (post if record else None)
+
+    def _run_replicas(self, drive: Tensor, st, ist, learning: bool, record: bool):
+        """:meth:`_run` for ``R > 1`` current-based networks: every replica keeps its **own clock**. Each
+        round, every replica without pending inhibition jumps over its quiet steps from its own time
+        (:meth:`DiehlCookCurrentLIF.scan`, per replica: the first crossing of each), then every replica not yet
+        at the end takes its next exact step (spike, reset, θ, one-spike pick, inhibitory layer, inhibition of
+        the next step), all replicas in the same tensor operations. The rounds are as many as the busiest
+        replica needs (not the sum over replicas, as a common clock would take).
+
+        Each replica runs the operations a one-replica network runs, in the same order and rounding (the
+        closed-form window, the exact step with its fused leak, the inhibitory catch-up ``e^(−(n+1)dt/τ)``
+        per replica), so with one generator per replica (``generator=[g_0, …]``) replica r gives bit for bit
+        the spikes and states of a one-replica network with generator ``g_r``. One-spike picks draw
+        ``U[0, 1)`` of the replica's ``[1, B, N]`` from its generator when it has more than one crossing
+        (B = 1) or any spike (B > 1), as :meth:`DiehlCookCurrentLIF.step` does; with a single shared
+        generator the replicas draw from it in turn."""
+        exc, inh = self.exc, self.inh
+        t_steps, r, b, n = drive.shape
+        dev, dt = self.device, self.dtype
+        gens = self.generators if self.generators is not None else [self.generator] * r
+        horizon = self.scan_horizon
+        key = (horizon, t_steps, dt, dev)
+        cache = self.__dict__.setdefault("_rep_cache", {})
+        if key not in cache:
+            kk = torch.arange(horizon, device=dev, dtype=dt).view(-1, 1, 1, 1)
+            inv = torch.exp(kk * (exc.dt_s / exc.tau_s))  # as DiehlCookCurrentLIF.scan
+            # the inhibitory catch-up factors e^(−k·dt/τ_i) and rest terms as the one-replica code forms them
+            # (python float powers, cast by the operation)
+            d64 = torch.tensor([inh.decay**k for k in range(t_steps + 2)], dtype=torch.float64, device=dev)
+            cache[key] = (kk, inv, d64.to(dt), (inh.v_rest * (1.0 - d64)).to(dt),
+                          torch.arange(horizon, device=dev), torch.arange(r, device=dev))
+        kk, inv, dpow, crest, jh, rr = cache[key]
+        mask_rows = min(horizon, exc.refrac_steps)  # refrac − k ≤ 0 holds for every k ≥ refrac_steps
+        post = torch.zeros(t_steps, r, b, n, dtype=dt, device=dev)
+        t = torch.zeros(r, dtype=torch.long, device=dev)  # next step of each replica
+        t_inh = torch.full((r,), -1, dtype=torch.long, device=dev)
+        inhib = None  # inhibition arriving at each replica's next step (±0 where none)
+        pend = torch.zeros(r, dtype=torch.bool, device=dev)
+        v, refrac, vi, ri = st.v, st.refrac, ist.v, ist.refrac
+        rest, decay, thr_steps = exc.rest_term, exc.decay, float(exc.refrac_steps)
+        w_ei, w_ie = self.cfg.w_ei * self.w_unit, self.cfg.w_ie * self.w_unit
+        shape1 = (r, 1, 1)
+        while True:
+            # -- quiet stretches, per replica (those without inhibition arriving) -----------------
+            scan = ~pend if inhib is not None else None
+            if scan is None or bool(scan.any()):
+                length = (t_steps - t).clamp_(max=horizon)  # [R] window of each replica (≤ 0: at the end)
+                idx = (t.view(1, r) + jh.view(-1, 1)).clamp_(max=t_steps - 1)  # [H, R]
+                u = drive[idx, rr.view(1, r)]  # [H, R, B, N]
+                u[:mask_rows] = torch.where(refrac - kk[:mask_rows] <= 0, u[:mask_rows], rest)
+                v_all = torch.cumsum(u.mul_(inv), 0).add_(v, alpha=decay).div_(inv)
+                hit = (v_all >= st.thr).view(horizon, r, -1).any(2)  # [H, R]
+                hit &= jh.view(-1, 1) < length.view(1, r)
+                m = torch.where(hit.any(0), hit.to(torch.int8).argmax(0), length.clamp_(min=0))  # [R] quiet steps
+                if scan is not None:
+                    m.masked_fill_(~scan, 0)
+                v.copy_(torch.where((m > 0).view(shape1), v_all[(m - 1).clamp_(min=0), rr], v))
+                refrac.sub_(m.to(dt).view(shape1))
+                t += m
+            ev = t < t_steps
+            n_ev = int(ev.sum())
+            if n_ev == 0:
+                break
+            # -- one exact step of every replica not at the end ------------------------------------
+            xt = drive[t.clamp(max=t_steps - 1), rr]  # [R, B, N]
+            if inhib is not None:
+                xt += inhib  # ±0 where none arrives (x + (±0) = x)
+            u1 = torch.where(refrac <= 0, xt, rest)
+            if n_ev == r:
+                torch.add(u1, v, alpha=decay, out=v)
+                refrac.sub_(1.0)
+                s = v >= st.thr
+            else:
+                evv = ev.view(shape1)
+                v_new = torch.add(u1, v, alpha=decay)
+                s = (v_new >= st.thr) & evv
+                v.copy_(torch.where(evv, v_new, v))
+                refrac.sub_(evv.to(dt))
+            inhib = None
+            if not bool(s.any()):
+                t += ev
+                continue
+            refrac.masked_fill_(s, thr_steps)
+            v.masked_fill_(s, exc.v_reset)
+            sf = s.to(dt)
+            if learning:
+                inc = sf.sum(1, keepdim=True).mul_(exc.theta_plus) if b > 1 else sf * exc.theta_plus
+                st.theta.add_(inc)
+                st.thr.add_(inc)
+            cnt = sf.sum((1, 2))  # [R]
+            if exc.one_spike:
+                need = (cnt > 1) if b == 1 else (cnt > 0)
+                for k in torch.nonzero(need).flatten().tolist():  # ties: a few replicas, a few steps
+                    q = torch.rand(sf[k:k + 1].shape, generator=gens[k], device=dev, dtype=dt) * sf[k:k + 1]
+                    win = q.argmax(-1, keepdim=True)
+                    sf[k:k + 1] = torch.zeros_like(q).scatter_(-1, win, sf[k:k + 1].gather(-1, win))
+            spk = cnt > 0  # [R] replicas with a spike: their inhibitory layer steps now
+            ti = torch.nonzero(spk).flatten()
+            post[t[ti], ti] = sf[ti]
+            # DiehlCookInhibitoryLIF.step_after per replica, after gap = n + 1 steps since its last update
+            gap = t - t_inh
+            vi_new = torch.addcmul(torch.where(ri <= (gap - 1).to(dt).view(shape1), sf * w_ei, 0.0), vi,
+                                   dpow[gap].view(shape1).expand_as(vi)).add_(crest[gap].view(shape1))
+            ri_new = ri - gap.to(dt).view(shape1)
+            sp = spk.view(shape1)
+            si = (vi_new >= inh.v_thresh) & sp
+            ri_new.masked_fill_(si, float(inh.refrac_steps))
+            vi_new.masked_fill_(si, inh.v_reset)
+            vi.copy_(torch.where(sp, vi_new, vi))
+            ri.copy_(torch.where(sp, ri_new, ri))
+            t_inh = torch.where(spk, t, t_inh)
+            if bool(si.any()):
+                sif = si.to(dt)
+                inhib = (sif.sum(-1, keepdim=True) - sif) * (-w_ie)
+                pend = si.flatten(1).any(1)
+            t += ev
+        # the inhibitory layers catch up to the end of the presentation
+        nq = (t_steps - 1 - t_inh).clamp_(min=0)
+        go = (nq > 0).view(shape1)
+        vi.copy_(torch.where(go, (vi - inh.v_rest).mul_(dpow[nq].view(shape1)).add_(inh.v_rest), vi))
+        ri.sub_(nq.to(dt).view(shape1))
+        st.busy = exc.refrac_steps + 1  # refractory masks stay on (exact: they select the input where free)
         self.stats.steps += t_steps
         return post.sum(0), (post if record else None)
 
@@ -358,7 +500,7 @@ class DiehlCookNetwork:
                     self.rule.reset()
             p = self.encoder.probability(x, 1.0) if attempt == 0 else -torch.expm1(
                 -x.clamp(0, 1) * (cfg.max_rate_hz * scale) * cfg.dt_s)
-            u = torch.rand(cfg.steps, self.R, 1, rows.numel(), generator=self.generator, device=self.device, dtype=self.dtype)
+            u = self._uniform(cfg.steps, 1, rows.numel())
             spikes = u < p.unsqueeze(1)
             if attempt:
                 spikes &= active.view(1, -1, 1, 1)
@@ -416,7 +558,7 @@ class DiehlCookNetwork:
             for _attempt in range(cfg.max_retries + 1):
                 st, ist = self._fresh_state(b)
                 p = -torch.expm1(-xb.clamp(0, 1).unsqueeze(0) * (cfg.max_rate_hz * scale) * cfg.dt_s)  # [R, b, in]
-                u = torch.rand(cfg.steps, self.R, b, rows.numel(), generator=self.generator, device=self.device, dtype=self.dtype)
+                u = self._uniform(cfg.steps, b, rows.numel())
                 spikes = (u < p.unsqueeze(0)) & todo.view(1, self.R, b, 1)
                 counts, _ = self._run(spikes, st, ist, False, ledger, rows=rows)
                 result = torch.where(todo.unsqueeze(-1), counts, result)

@@ -188,11 +188,15 @@ class PairSTDP(LearningRule):
         ev = torch.nonzero(post > 0)  # [K, 3]: (t, r, j)
         if ev.shape[0] or bool(self.x_post.any()):
             x_post = trace_at(post, self.d_post, self.x_post)  # [T, R, out]
-            cols = torch.nonzero(x_post.amax((0, 1)) > 0).flatten()
-            if self.nu_pre and cols.numel():  # only the touched columns
-                xp = x_post.index_select(2, cols).permute(1, 0, 2)  # [R, T, k]
-                dep = torch.bmm(pre.permute(1, 2, 0).to(xp.dtype), xp)  # [R, A, k]
-                _put_block(dw, rows, cols, dep * -self.nu_pre)
+            touched = x_post.amax(0) > 0  # [R, out]
+            for k in range(x_post.shape[1]) if self.nu_pre else ():
+                # only the columns this replica touched, one product per replica (a replica's Δw is then
+                # bit for bit that of a one-replica network: the product's shape is its own)
+                cols = torch.nonzero(touched[k]).flatten()
+                if cols.numel():
+                    xp = x_post[:, k:k + 1].index_select(2, cols).permute(1, 0, 2)  # [1, T, c]
+                    dep = torch.bmm(pre[:, k:k + 1].permute(1, 2, 0).to(xp.dtype), xp)  # [1, A, c]
+                    _put_block(dw[k:k + 1], rows, cols, dep * -self.nu_pre)
             self.x_post.copy_(x_post[-1])
         if ev.shape[0] and self.nu_post:
             potentiate(dw, ev, pre_trace_at_events(pre, self.d_pre, self.x_pre, ev, rows), self.nu_post)
