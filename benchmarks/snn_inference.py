@@ -10,7 +10,8 @@ Rows, one process, one thread, batch 256, T = 32:
   one batched product, then the neuron scan);
 * ``crossbar, ideal``: 128×128 arrays, ideal cells and wires, 8-bit DAC (first layer) and ADC,
   spikes driving the rows, ADC + digital IF neurons — energy ledger on;
-* ``crossbar, exact IR drop``: the same with 1 Ω wire segments (``solver: exact``).
+* ``crossbar, exact IR drop``: the same with 1 Ω wire segments (``solver: exact``); again without the
+  energy ledger (``no ledger``), to show the cost of the exact read energy (``⟨Y, Σ uᵀu⟩``).
 
 Each crossbar row is run with both poolings of ``algorithm.pooling``: ``fold`` (the default: every
 AvgPool2d(2) folded into the next layer, rows see binary spikes, 4× the rows; see
@@ -127,6 +128,9 @@ def main() -> None:
             led = [EnergyLedger()]
             sec, base, out = timed(lambda snn=snn, led=led: snn.run(x, [t], led)[0][0])
             rows.append((f"{label}, {pooling}", sec, base, out, led[0].per_inference()["total"]))
+            if spec.solver == "exact":  # what the exact read energy (a quadratic form per read) costs
+                sec, base, out = timed(lambda snn=snn: snn.run(x, [t])[0][0])
+                rows.append((f"{label}, {pooling}, no ledger", sec, base, out, None))
     ann_acc = float((model(x).argmax(1) == y).float().mean())
     print(f"MNIST CNN, T = {t}, batch {args.batch}, 1 thread; ANN accuracy on these images {ann_acc:.4f}")
     print("ratio: the run's images/s over the baseline's, timed alternately with it (best of --repeat each)")

@@ -1104,11 +1104,11 @@ class MappedMatrix:
                 sg = None if drive.nonnegative else torch.sign(uk)
                 gram = None
                 for p in range(1, n_pulses + 1):
-                    up = (mag >= p).to(uk.dtype)
+                    up = torch.clamp(mag - (p - 1), 0.0, 1.0)  # 1 where |k| ≥ p (integer k), in one pass
                     if sg is not None:
-                        up = up * sg
+                        up.mul_(sg)
                     g = up.transpose(-2, -1) @ up
-                    gram = g if gram is None else gram + g
+                    gram = g if gram is None else gram.add_(g)
             else:
                 gram = uk.transpose(-2, -1) @ uk  # Σ_reads u uᵀ [*L, rows, rows]: Σ_n u_n Y u_nᵀ = ⟨Y, Σ_n u_nᵀ u_n⟩
             tot = tot + (gram * ys[..., k, : hi - lo, : hi - lo]).sum()

@@ -502,13 +502,13 @@ class SpikingNetwork:
                 else:
                     vb.mul_(1.0 - sb)
                 y = out[t, b0 : b0 + nb]
-                for i in range(kh):
-                    for j in range(kw):
-                        view = sb[..., i : hp * kh : kh, j : wp * kw : kw]
-                        if i == 0 and j == 0:
-                            y.copy_(view)
-                        else:
-                            y.add_(view)
+                views = [sb[..., i : hp * kh : kh, j : wp * kw : kw] for i in range(kh) for j in range(kw)]
+                if len(views) == 1:
+                    y.copy_(views[0])
+                else:
+                    torch.add(views[0], views[1], out=y)
+                    for view in views[2:]:
+                        y.add_(view)
                 if trimmed:  # spikes in the rows/columns the pool drops
                     n_sp += float(sb.sum()) - float(y.sum())
         per_map = out.view(tc * b, -1).sum(1)  # float32 sums of small integers per image and step: exact
@@ -647,14 +647,12 @@ class SpikingNetwork:
         if s.kind == "pool" and s.pulses > 1:
             kh, kw = _pair(s.layer.module.kernel_size)
             h, w = cur.shape[-2] // kh * kh, cur.shape[-1] // kw * kw
-            y = cur.new_empty(*cur.shape[:-2], h // kh, w // kw)
-            for i in range(kh):
-                for j in range(kw):
-                    v = cur[..., i:h:kh, j:w:kw]
-                    if i == 0 and j == 0:
-                        y.copy_(v)
-                    else:
-                        y.add_(v)
+            views = [cur[..., i:h:kh, j:w:kw] for i in range(kh) for j in range(kw)]
+            if len(views) == 1:
+                return views[0].clone(memory_format=torch.contiguous_format)
+            y = torch.add(views[0], views[1])  # window sums in the order of _scan_count_pool
+            for view in views[2:]:
+                y.add_(view)
             return y
         y = s.layer.module(cur.reshape(tc * b, *cur.shape[2:]))
         return y.reshape(tc, b, *y.shape[1:])
