@@ -176,7 +176,15 @@ class DiehlCookNetwork:
     """One or ``R`` (``synapses.replicas``) independent Diehl & Cook networks stepped together.
 
     ``synapses``: a :class:`~algorithms.learning.synapses.Synapses` (software or crossbar) with
-    ``[R, n_in, n_neurons]`` weights; ``rule``: the bound learning rule (default: the config's).
+    ``[R, n_in, n_neurons]`` weights; ``rule``: the bound learning rule (default: the config's);
+    ``generator``: one ``torch.Generator`` for all random draws, or a list of ``R`` (one per replica: replica
+    r then draws — and, in ``fast`` mode with weights written per image, computes — bit for bit what a
+    one-replica network with generator r would).
+
+    Speed: ``fast`` mode jumps over the steps without a crossing in closed form
+    (:meth:`DiehlCookCurrentLIF.scan`), every replica on its own clock (:meth:`_run_replicas`); ``paper``
+    mode does the same for the conductance network (:func:`~algorithms.neurons.diehl_cook.run_conductance`).
+    ``scan_horizon = 0`` steps every step (the reference loop).
     """
 
     def __init__(self, cfg: DiehlCookConfig, synapses: Synapses, generator: torch.Generator | None = None,
