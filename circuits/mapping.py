@@ -900,6 +900,17 @@ class MappedMatrix:
                 i = i[..., :_used]
             i = i.reshape(*i.shape[:-1], self.n_tiles_out, -1)
             return i.movedim(-2, -3)
+        if isinstance(drive, RowDrive) and self.dac.mode == "spikes" and self.dac.pulses > 1:
+            # count-coded reads through the circuit solve (read noise, nonlinear cells): every pulse is its own
+            # binary read (pulse p drives the rows with |k| ≥ p; its own noise draw), the column sums their charge
+            u = drive.u
+            mag, sg = u.abs(), torch.sign(u)
+            total = None
+            for p in range(1, self.dac.pulses + 1):
+                up = torch.clamp(mag - (p - 1), 0.0, 1.0).mul_(sg)
+                sp = self._combine(self.crossbar.mvm(self._rows(up)))
+                total = sp if total is None else total.add_(sp)
+            return total
         v = drive.v if isinstance(drive, RowDrive) else drive
         return self._combine(self.crossbar.mvm(v))
 

@@ -284,15 +284,21 @@ def test_count_pooling_equals_the_folded_network_on_ideal_devices():
     assert torch.allclose(sw.run(x, [20])[0][0], out_c[1], atol=1e-9)
 
 
-def test_count_pooling_direct_conv_path_equals_im2col(monkeypatch):
+@pytest.mark.parametrize("strided", [False, True])
+def test_count_pooling_direct_conv_path_equals_im2col(monkeypatch, strided):
     """The per-tile convolutions of count-coded conv layers give the im2col path's codes (8-bit ADC, float32,
-    tiles that split channels) and the same energy and latency."""
+    tiles that split channels; also with stride, padding and a pool that trims a row) and the same energy
+    and latency."""
     from algorithms.ann import CrossbarNetwork
     from algorithms.layers import MappedConv2d
     from circuits import ADC, DAC, CrossbarSpec
     from device_models import IdealDevice
 
     model = _pool_cnn().float()
+    if strided:  # 6×6 → 3×3 (stride 2, padding 1) → pool keeps 1×1 of 3×3
+        torch.manual_seed(1)
+        model[3] = nn.Conv2d(4, 6, 3, stride=2, padding=1)
+        model[7] = nn.Linear(6, 5)
     x = torch.rand(6, 1, 14, 14, generator=torch.Generator().manual_seed(2))
     for spec in (CrossbarSpec(rows=16, cols=16), CrossbarSpec(rows=16, cols=16, solver="exact", r_wire_row=1.0, r_wire_col=1.0)):
         net = CrossbarNetwork(model, IdealDevice(), spec, DAC(bits=8), ADC(bits=8), generator=torch.Generator().manual_seed(0))
@@ -310,3 +316,40 @@ def test_count_pooling_direct_conv_path_equals_im2col(monkeypatch):
             assert r_d["component"] == r_i["component"] and r_d["events"] == r_i["events"]
             assert r_d["energy_J"] == pytest.approx(r_i["energy_J"], rel=1e-5)
             assert r_d["latency_s"] == pytest.approx(r_i["latency_s"], rel=1e-12)
+
+
+def test_count_coded_read_through_a_nonlinear_solve_is_one_read_per_pulse():
+    """Nonlinear (sinh) RRAM cells with wire resistance: a k-pulse drive is the sum of the k binary reads (pulse p
+    drives the rows with k ≥ p); an amplitude read of k/4 would sit elsewhere on the nonlinear I–V."""
+    from circuits import ADC, DAC, CrossbarSpec, MappedMatrix
+    from device_models import RRAM
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.rand(4, 12, generator=g, dtype=torch.float64) - 0.5
+    k = torch.randint(0, 5, (3, 12), generator=g).double()
+    spec = CrossbarSpec(rows=8, cols=12, solver="exact", r_wire_row=2.0, r_wire_col=2.0)
+    dev = RRAM(iv="sinh")
+    mm_c, mm_b = (MappedMatrix(w, dev, spec, DAC(bits=None, mode="spikes", pulses=n), ADC(bits=None),
+                               generator=torch.Generator().manual_seed(1), dtype=torch.float64) for n in (4, 1))
+    assert not mm_c._fast()
+    y = mm_c.matmul(k / 4)
+    ref = sum(mm_b.matmul((k >= p).double()) for p in range(1, 5)) / 4
+    assert torch.allclose(y, ref, rtol=1e-9, atol=1e-12)
+    amp = MappedMatrix(w, dev, spec, DAC(bits=None), ADC(bits=None), generator=torch.Generator().manual_seed(1),
+                       dtype=torch.float64)
+    amp.dac.x_max = 1.0
+    assert not torch.allclose(y, amp.matmul(k / 4), rtol=1e-3)  # one read at (k/4)·v_read: another point of the I–V
+
+
+def test_fused_scan_and_count_pool_equal_scan_then_pool(monkeypatch):
+    """The IF scan that pools each step's spikes at once gives exactly the spikes, window counts and outputs of
+    the scan followed by the pool, including spikes in a row the pool drops (odd map)."""
+    model = nn.Sequential(nn.Conv2d(1, 3, 4), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(3 * 5 * 5, 4)).double().eval()
+    x = torch.rand(5, 1, 14, 14, generator=torch.Generator().manual_seed(3), dtype=torch.float64)  # 11×11 → 5×5
+    snn = SpikingNetwork(ideal_net(model), pool_neurons=False, pool_counts=True)
+    snn.balance(x, timesteps=8)
+    out_f, sp_f = snn.run(x, [3, 9])
+    monkeypatch.setattr(SpikingNetwork, "_fusable", staticmethod(lambda nxt, z: False))
+    out_u, sp_u = snn.run(x, [3, 9])
+    assert sp_f == sp_u and sp_f["conv1"][-1] > 0
+    assert all(torch.equal(a, b) for a, b in zip(out_f, out_u))
