@@ -210,3 +210,42 @@ def test_programming_noise_measures_the_device():
     eta = programming_noise(SpikingNetwork(net, backend="hw"))["linear1"]
     assert eta == pytest.approx(sigma * math.sqrt(1.5 - 1 / (2 * math.pi)), rel=0.06)  # 4096 cells: standard error 1.1 %
     assert programming_noise(_ideal_snn(model, "hw", thresholds={"linear1": 1.0}))["linear1"] < 1e-12
+
+
+def test_hybrid_weight_noise_key_injects_the_measured_programming_noise(monkeypatch):
+    """``algorithm.weight_noise: k`` trains with k × the η the chips show (Joshi et al. 2020), per layer."""
+    import algorithms.snn.conversion as conv
+    from algorithms.snn.training import programming_noise
+
+    seen = {}
+    real = conv.train_bptt
+
+    def spy(snn, *a, **kw):
+        seen["noise"], seen["clip"] = kw["weight_noise"], kw["clip_std"]
+        seen["eta"] = programming_noise(alg_box["alg"].snn_hw)
+        return real(snn, *a, **kw)
+
+    alg_box = {}
+    real_train = conv._TrainedAlgorithm._train
+
+    def capture(self, *a, **kw):
+        alg_box["alg"] = self
+        return real_train(self, *a, **kw)
+
+    monkeypatch.setattr(conv, "train_bptt", spy)
+    monkeypatch.setattr(conv._TrainedAlgorithm, "_train", capture)
+    cfg = _cfg(n_test=60, name="hybrid", timesteps=[4], epochs=1, n_train=64, weight_noise=0.5, clip_std=2.5)
+    cfg["device"] = {"model": "rram", "sigma_prog": 0.05}
+    df = xbarsim.run(cfg, model=_trained_mlp(), progress=False)
+    assert seen["clip"] == 2.5
+    assert set(seen["noise"]) == set(seen["eta"]) and len(seen["eta"]) == 2
+    for k, eta in seen["eta"].items():
+        assert eta > 0.01  # σ_prog 0.05 of the conductance window shows up as weight noise
+        assert seen["noise"][k] == pytest.approx(0.5 * eta, rel=1e-12)
+        assert df[f"eta_{k}"].iloc[0] == pytest.approx(eta, rel=1e-12)
+
+
+def test_weight_noise_with_chip_in_the_loop_is_refused():
+    cfg = _cfg(n_test=30, name="hybrid", timesteps=[4], epochs=1, n_train=32, weight_noise=1.0, hardware_aware=True)
+    with pytest.raises(ValueError, match="algorithm.weight_noise"):
+        xbarsim.run(cfg, model=_trained_mlp(), progress=False)

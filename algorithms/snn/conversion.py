@@ -46,7 +46,7 @@ from .network import (
     fold_pooling,
 )
 from .surrogate import make_surrogate
-from .training import init_random_, train_bptt
+from .training import init_random_, programming_noise, train_bptt
 
 __all__ = ["ConversionAlgorithm", "HybridAlgorithm", "SurrogateAlgorithm", "ConversionParams", "HybridParams", "SurrogateParams"]
 
@@ -93,7 +93,15 @@ class HybridParams(ConversionParams):
     alpha: float = param(0.3, gt=0, description="surrogate scale α")
     beta: float = param(0.01, ge=0, description="STDB decay β per step since the neuron's last spike")
     leak: float = param(1.0, gt=0, le=1, description="membrane leak factor per step during training (1: IF)")
-    hardware_aware: bool = param(False, description="train through the chips: device noise and quantisation forward, straight-through gradients")
+    hardware_aware: bool = param(False, description="train through the chips (chip in the loop): device noise and quantisation "
+                                 "forward, straight-through gradients")
+    weight_noise: float | None = param(None, ge=0, nullable=True,
+                                       description="weight-noise injection during software training (Joshi et al. 2020): "
+                                       "Gaussian noise of this multiple of the programming noise η measured on the chips "
+                                       "(1.0: the device's own level), redrawn per mini-batch; null: off")
+    clip_std: float | None = param(None, gt=0, nullable=True,
+                                   description="after every training step clip each layer's weights to ±clip_std·std(W) "
+                                   "(Joshi et al. 2020); null: no clipping")
 
 
 @dataclass
@@ -286,8 +294,17 @@ class _TrainedAlgorithm(_SpikingAlgorithm):
         n = data.x_train.shape[0] if p.n_train is None else min(p.n_train, data.x_train.shape[0])
         t_train = p.train_timesteps if p.train_timesteps is not None else self.timesteps[0]
         sur = make_surrogate(p.surrogate, p.alpha, p.beta)
+        noise = None
+        if p.weight_noise:
+            if p.hardware_aware:
+                raise ValueError(f"algorithm.weight_noise: got {p.weight_noise!r} with algorithm.hardware_aware: true; "
+                                 "the chip-in-the-loop forward already has the device's own noise, use one or the other")
+            etas = programming_noise(self.snn_hw)  # the chips hold the network's weights as programmed now
+            noise = {k: v * p.weight_noise for k, v in etas.items()}
+            self.extra.update({f"eta_{k}": v for k, v in etas.items()})
         losses = train_bptt(snn, data.x_train[:n], data.y_train[:n], t_train, sur, p.epochs, p.lr, p.batch_size,
-                            leak=p.leak, hardware=p.hardware_aware, generator=self.net.generator)
+                            leak=p.leak, hardware=p.hardware_aware, generator=self.net.generator,
+                            weight_noise=noise, clip_std=p.clip_std)
         self.extra.update({"train_timesteps": int(t_train), "train_loss": losses[-1] if losses else math.nan})
 
     def _ann_accuracies(self, x: Tensor, y: Tensor, batch_size: int) -> tuple[float, float]:
