@@ -118,7 +118,7 @@ from device_models.base import GeneratorStack, new_generator, rand
 
 from .constants import int_add_energy_J
 from .converters import ADC, DAC
-from .crossbar import Crossbar
+from .crossbar import Crossbar, split_admittance
 from .energy import EnergyLedger
 from .spec import SCHEMES, CrossbarSpec, WeightCoding, weight_coding
 
@@ -300,7 +300,14 @@ class MappedMatrix:
             dtype=dtype,
             plastic_solve=getattr(self.spec, "plastic_solve", "exact"),
             plastic_tol=getattr(self.spec, "plastic_tol", 1e-3),
+            read_energy=getattr(self.spec, "read_energy", "exact"),
+            read_energy_tol=getattr(self.spec, "read_energy_tol", 1e-3),
         )
+        #: ``read_energy: bounded``: certified bound [J] on |exact − computed| summed over every read
+        #: accounted to a ledger so far, and the a-priori relative bound ρ of the current split (0: exact)
+        self.read_energy_error_J = 0.0
+        self.read_energy_rel_bound = 0.0
+        self._ysplit = None  # (summed Y it splits, [AdmittanceSplit | None per input tile])
         self.n_adc_per_array = math.ceil(self.signals_per_array / self.adc.cols_per_adc)
         self._static_drawn = False
         self._adc_gain = self._adc_offset = None
@@ -1104,9 +1111,13 @@ class MappedMatrix:
             return (cnt.double() * r.double()).sum() * (self.v_read * self.v_read * self.t_read_s)
         u = drive.u.to(self.dtype)
         y = (xb._transfer or xb.transfer())[1]  # [*L, ti, to, rows, rows]
+        n_pulses = self.dac.pulses if self.dac.mode == "spikes" else 1
+        if xb.read_energy_mode == "bounded":
+            splits = self._admittance_splits(y)
+            if all(sp is not None for sp in splits):
+                return self._read_energy_bounded(drive, u, splits, n_pulses)
         ys = y.sum(-3)  # the quadratic form summed over output tiles [*L, ti, rows, rows]
         tot = u.new_zeros(())
-        n_pulses = self.dac.pulses if self.dac.mode == "spikes" else 1
         for k in range(self.n_tiles_in):
             lo, hi = k * rows, min(self.in_features, (k + 1) * rows)
             uk = u[..., lo:hi]
@@ -1124,6 +1135,61 @@ class MappedMatrix:
                 gram = uk.transpose(-2, -1) @ uk  # Σ_reads u uᵀ [*L, rows, rows]: Σ_n u_n Y u_nᵀ = ⟨Y, Σ_n u_nᵀ u_n⟩
             tot = tot + (gram * ys[..., k, : hi - lo, : hi - lo]).sum()
         return tot * (self.v_read * self.v_read * self.t_read_s)
+
+    def _admittance_splits(self, y: Tensor) -> list:
+        """Per input tile, :func:`~circuits.crossbar.split_admittance` of ``Σ_to Y`` on the tile's used rows
+        (cached per solve): the read energy of a tile's row drive is its quadratic form summed over output tiles."""
+        if self._ysplit is None or self._ysplit[0] is not y:
+            ys = y.sum(-3)  # [*L, ti, rows, rows]
+            rows, tol = self.spec.rows, self.crossbar.read_energy_tol
+            splits = []
+            for k in range(self.n_tiles_in):
+                m = min(self.in_features, (k + 1) * rows) - k * rows
+                splits.append(split_admittance(ys[..., k, :m, :m], tol, self.dtype))
+            self._ysplit = (y, splits)
+            ok = [sp for sp in splits if sp is not None]
+            self.read_energy_rel_bound = max(float(sp.rel_bound.max()) for sp in ok) if len(ok) == len(splits) else 0.0
+        return self._ysplit[1]
+
+    def _read_energy_bounded(self, drive: RowDrive, u: Tensor, splits: list, n_pulses: int) -> Tensor:
+        """``read_energy: bounded``: ``t·v²·Σ_n u_n (D + VΛVᵀ) u_nᵀ`` per input tile; the certified bound
+        ``t·v²·‖R‖₂·Σ_n ‖u_n‖²`` is added to :attr:`read_energy_error_J` (crossbar docstring).
+
+        The diagonal part is linear in the per-row sums ``Σ_n u_ni²`` — for 0/1 spikes and for count-coded
+        reads (integer ``|k| ≤ n`` pulses: ``Σ_p [|k| ≥ p] = |k|``) the row counts of the drive — so a tile
+        with ``K = 0`` costs one reduction, like ideal wires; only the ``K`` low-rank terms need the reads
+        (per pulse level for count-coded reads), ``O(rows·K)`` each."""
+        rows = self.spec.rows
+        spikes = self.dac.mode == "spikes"
+        nonneg = bool(drive.nonnegative)
+        cnt = drive.row_counts if spikes and nonneg else None  # Σ_n u per row [*L, in]
+        tot, err = u.new_zeros(()), 0.0
+        for k, sp in enumerate(splits):
+            lo, hi = k * rows, min(self.in_features, (k + 1) * rows)
+            uk = u[..., lo:hi]
+            if spikes:  # ±1/0 spikes (u² = |u|) or integer pulse counts (Σ_p [|k| ≥ p]² = |k|)
+                sq = cnt[..., lo:hi].to(u.dtype) if cnt is not None else (uk if nonneg else uk.abs()).sum(-2)
+            else:
+                sq = (uk * uk).sum(-2)
+            e = (sq * sp.d).sum(-1)
+            if sp.rank:
+                if n_pulses > 1:  # count-coded: pulse p drives the rows with |k| ≥ p
+                    mag = uk if nonneg else uk.abs()
+                    sg = None if nonneg else torch.sign(uk)
+                    for p in range(1, n_pulses + 1):
+                        up = torch.clamp(mag - (p - 1), 0.0, 1.0)
+                        if sg is not None:
+                            up.mul_(sg)
+                        z = up @ sp.vec
+                        e = e + ((z * z).sum(-2) * sp.lam).sum(-1)
+                else:
+                    z = uk @ sp.vec
+                    e = e + ((z * z).sum(-2) * sp.lam).sum(-1)
+            tot = tot + e.sum()
+            err = err + sp.error_bound(sq.sum(-1))
+        scale = self.v_read * self.v_read * self.t_read_s
+        self.read_energy_error_J += float(err) * scale
+        return tot * scale
 
     def _account(self, b: int, nj: int, drive: RowDrive, ledger: EnergyLedger) -> None:
         k = self.coding.n_slices
