@@ -11,7 +11,10 @@ Rows, one process, one thread, batch 256, T = 32:
 * ``crossbar, ideal``: 128×128 arrays, ideal cells and wires, 8-bit DAC (first layer) and ADC,
   spikes driving the rows, ADC + digital IF neurons — energy ledger on;
 * ``crossbar, exact IR drop``: the same with 1 Ω wire segments (``solver: exact``); again without the
-  energy ledger (``no ledger``), to show the cost of the exact read energy (``⟨Y, Σ uᵀu⟩``).
+  energy ledger (``no ledger``), to show the cost of the exact read energy (``⟨Y, Σ uᵀu⟩``), and with the
+  ledger on and ``read_energy: bounded`` (``bounded energy``: diagonal + rank-K split of Y with a certified
+  relative error ≤ each ``--tol``, circuits.crossbar docstring); below the table, per layer, the rank K, the
+  certified bound ρ, and the bounded energy's difference from the exact one.
 
 Each crossbar row is run with both poolings of ``algorithm.pooling``: ``fold`` (the default: every
 AvgPool2d(2) folded into the next layer, rows see binary spikes, 4× the rows; see
@@ -21,6 +24,7 @@ in software is the same SNN with the pooled rates fed to the unfolded layer). Ac
 images timed and the crossbar energy per inference are printed too.
 
     XBARSIM_DATA=/path/to/data python benchmarks/snn_inference.py [--batch 256] [--T 32] [--repeat 1] [--pooling fold count]
+        [--tol 1e-3]
 """
 
 from __future__ import annotations
@@ -75,6 +79,8 @@ def main() -> None:
     ap.add_argument("--n-train", type=int, default=10000)
     ap.add_argument("--pooling", nargs="+", default=["fold", "count"], choices=["fold", "count"],
                     help="poolings of the crossbar rows (algorithm.pooling)")
+    ap.add_argument("--tol", type=float, nargs="+", default=[1e-2, 1e-3],
+                    help="read_energy_tol of the bounded-energy rows (one row per value)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     from xbarsim.datasets import load_dataset
@@ -121,6 +127,7 @@ def main() -> None:
 
     rows = [("torch, step by step", *timed(baseline), None)]
     rows.append(("xbarsim software SNN", *timed(lambda: sw.run(x, [t])[0][0]), None))
+    notes, exact_energy = [], {}
     for label, spec in (("crossbar, ideal", CrossbarSpec()),
                         ("crossbar, exact IR drop (1 Ω)", CrossbarSpec(solver="exact", r_wire_row=1.0, r_wire_col=1.0))):
         for pooling in args.pooling:
@@ -129,16 +136,34 @@ def main() -> None:
             sec, base, out = timed(lambda snn=snn, led=led: snn.run(x, [t], led)[0][0])
             rows.append((f"{label}, {pooling}", sec, base, out, led[0].per_inference()["total"]))
             if spec.solver == "exact":  # what the exact read energy (a quadratic form per read) costs
+                exact_energy[pooling] = led[0].by_component()["array"]
                 sec, base, out = timed(lambda snn=snn: snn.run(x, [t])[0][0])
                 rows.append((f"{label}, {pooling}, no ledger", sec, base, out, None))
+                for tol in args.tol:  # the bounded read energy: same chips (same seed), certified relative error ≤ tol
+                    snn = crossbar(CrossbarSpec(solver="exact", r_wire_row=1.0, r_wire_col=1.0, read_energy="bounded",
+                                                read_energy_tol=tol), pooling=pooling)
+                    led = [EnergyLedger()]
+                    sec, base, out = timed(lambda snn=snn, led=led: snn.run(x, [t], led)[0][0])
+                    rows.append((f"{label}, {pooling}, bounded energy {tol:g}", sec, base, out,
+                                 led[0].per_inference()["total"]))
+                    e_b = led[0].by_component()["array"]
+                    per = []
+                    for name, mm in zip(snn.net.layer_names, snn.net.mapped):
+                        ks = [sp.rank if sp is not None else "exact" for sp in (mm._ysplit[1] if mm._ysplit else [])]
+                        per.append(f"{name}: K {ks}, rho {mm.read_energy_rel_bound:.2e}")
+                    e_x = exact_energy[pooling]
+                    notes.append(f"{pooling}, tol {tol:g}: array energy bounded {e_b:.6e} J vs exact {e_x:.6e} J (relative "
+                                 f"difference {abs(e_b - e_x) / e_x:.2e}; certified ≤ rho ≤ tol); " + "; ".join(per))
     ann_acc = float((model(x).argmax(1) == y).float().mean())
     print(f"MNIST CNN, T = {t}, batch {args.batch}, 1 thread; ANN accuracy on these images {ann_acc:.4f}")
     print("ratio: the run's images/s over the baseline's, timed alternately with it (best of --repeat each)")
-    print(f"{'run':40s} {'images/s':>10s} {'baseline':>10s} {'ratio':>7s} {'accuracy':>9s} {'energy/inference':>17s}")
+    print(f"{'run':48s} {'images/s':>10s} {'baseline':>10s} {'ratio':>7s} {'accuracy':>9s} {'energy/inference':>17s}")
     for label, sec, base, out, e in rows:
         acc = float((out.argmax(1) == y).float().mean())
         e_s = f"{e:.3e} J" if e is not None else "-"
-        print(f"{label:40s} {args.batch / sec:10.1f} {args.batch / base:10.1f} {base / sec:7.3f} {acc:9.4f} {e_s:>17s}")
+        print(f"{label:48s} {args.batch / sec:10.1f} {args.batch / base:10.1f} {base / sec:7.3f} {acc:9.4f} {e_s:>17s}")
+    for note in notes:
+        print("bounded read energy, " + note)
 
 if __name__ == "__main__":
     main()

@@ -1109,13 +1109,16 @@ class MappedMatrix:
                     u2 = u if drive.nonnegative and self.dac.mode == "spikes" else u * u  # 0/1 spikes: u² = u
                 cnt = u2.sum(-2)  # [*L, in]
             return (cnt.double() * r.double()).sum() * (self.v_read * self.v_read * self.t_read_s)
-        u = drive.u.to(self.dtype)
         y = (xb._transfer or xb.transfer())[1]  # [*L, ti, to, rows, rows]
         n_pulses = self.dac.pulses if self.dac.mode == "spikes" else 1
         if xb.read_energy_mode == "bounded":
             splits = self._admittance_splits(y)
             if all(sp is not None for sp in splits):
-                return self._read_energy_bounded(drive, u, splits, n_pulses)
+                return self._read_energy_bounded(drive, splits, n_pulses)
+        if drive.u is None:
+            raise ValueError(f"{self.name}: the read energy needs every read's row drive here "
+                             "(MappedMatrix.energy_needs_reads() is True); got a drive with row counts only")
+        u = drive.u.to(self.dtype)
         ys = y.sum(-3)  # the quadratic form summed over output tiles [*L, ti, rows, rows]
         tot = u.new_zeros(())
         for k in range(self.n_tiles_in):
@@ -1151,7 +1154,20 @@ class MappedMatrix:
             self.read_energy_rel_bound = max(float(sp.rel_bound.max()) for sp in ok) if len(ok) == len(splits) else 0.0
         return self._ysplit[1]
 
-    def _read_energy_bounded(self, drive: RowDrive, u: Tensor, splits: list, n_pulses: int) -> Tensor:
+    def energy_needs_reads(self) -> bool:
+        """Whether the read energy needs every read's row vector (``RowDrive.u``), or only the pulses per row
+        (``RowDrive.row_counts``, nonnegative spikes or pulse counts): the latter with ideal wires, and with
+        ``read_energy: bounded`` when every input tile's split has rank ``K = 0`` (the energy is then linear
+        in the counts; a caller can skip building the reads, e.g. a convolution's patch matrix)."""
+        xb = self.crossbar
+        if not xb._use_network_solve():
+            return False
+        if xb.read_energy_mode != "bounded" or self.dac.mode != "spikes":
+            return True
+        splits = self._admittance_splits((xb._transfer or xb.transfer())[1])
+        return not all(sp is not None and sp.rank == 0 for sp in splits)
+
+    def _read_energy_bounded(self, drive: RowDrive, splits: list, n_pulses: int) -> Tensor:
         """``read_energy: bounded``: ``t·v²·Σ_n u_n (D + VΛVᵀ) u_nᵀ`` per input tile; the certified bound
         ``t·v²·‖R‖₂·Σ_n ‖u_n‖²`` is added to :attr:`read_energy_error_J` (crossbar docstring).
 
@@ -1163,12 +1179,16 @@ class MappedMatrix:
         spikes = self.dac.mode == "spikes"
         nonneg = bool(drive.nonnegative)
         cnt = drive.row_counts if spikes and nonneg else None  # Σ_n u per row [*L, in]
-        tot, err = u.new_zeros(()), 0.0
+        u = drive.u.to(self.dtype) if drive.u is not None else None
+        if u is None and (cnt is None or any(sp.rank for sp in splits)):
+            raise ValueError(f"{self.name}: the read energy needs every read's row drive here "
+                             "(MappedMatrix.energy_needs_reads() is True); got a drive with row counts only")
+        tot, err = (u if u is not None else cnt).new_zeros((), dtype=self.dtype), 0.0
         for k, sp in enumerate(splits):
             lo, hi = k * rows, min(self.in_features, (k + 1) * rows)
-            uk = u[..., lo:hi]
+            uk = u[..., lo:hi] if u is not None else None
             if spikes:  # ±1/0 spikes (u² = |u|) or integer pulse counts (Σ_p [|k| ≥ p]² = |k|)
-                sq = cnt[..., lo:hi].to(u.dtype) if cnt is not None else (uk if nonneg else uk.abs()).sum(-2)
+                sq = cnt[..., lo:hi].to(self.dtype) if cnt is not None else (uk if nonneg else uk.abs()).sum(-2)
             else:
                 sq = (uk * uk).sum(-2)
             e = (sq * sp.d).sum(-1)

@@ -165,3 +165,35 @@ def test_default_is_exact_and_yaml_keys_exist():
 
     keys = {k for k, *_ in yaml_fields(CrossbarSpec)}
     assert {"read_energy", "read_energy_tol"} <= keys
+
+
+def test_rank_zero_split_needs_only_row_counts():
+    """With K = 0 on every tile (a loose tol) the bounded energy of count-coded reads is linear in the pulses per
+    row: a drive carrying only ``row_counts`` gives the same energy as the full reads, ``energy_needs_reads()``
+    says so, and a drive without reads is refused where K > 0 or in exact mode."""
+    from circuits.mapping import RowDrive
+
+    gen = torch.Generator().manual_seed(12)
+    w = torch.randn(30, 100, generator=gen, dtype=F64)
+    k = torch.randint(0, 5, (16, 100), generator=gen).to(F64)
+    dac = DAC(mode="spikes", bits=None, pulses=4)
+    wires = dict(r_wire_row=1.0, r_wire_col=1.0, solver="exact")
+    mm = MappedMatrix(w, IdealDevice(), CrossbarSpec(rows=40, cols=24, read_energy="bounded", read_energy_tol=0.5, **wires),
+                      dac, generator=torch.Generator().manual_seed(7), dtype=F64)
+    assert not mm.energy_needs_reads()
+    full = RowDrive(k, [1.0], 0.25, 16, nonnegative=True)
+    counts = RowDrive(None, [1.0], 0.25, 16, nonnegative=True, row_counts=k.sum(0))
+    e_full, e_counts = float(mm._read_energy(full)), float(mm._read_energy(counts))
+    assert e_counts == pytest.approx(e_full, rel=1e-12)
+    tight = MappedMatrix(w, IdealDevice(), CrossbarSpec(rows=40, cols=24, read_energy="bounded", read_energy_tol=1e-4,
+                                                        **wires), dac, generator=torch.Generator().manual_seed(7), dtype=F64)
+    exact = MappedMatrix(w, IdealDevice(), CrossbarSpec(rows=40, cols=24, **wires), dac,
+                         generator=torch.Generator().manual_seed(7), dtype=F64)
+    ideal = MappedMatrix(w, IdealDevice(), CrossbarSpec(rows=40, cols=24), dac, generator=torch.Generator().manual_seed(7))
+    assert tight.energy_needs_reads() and exact.energy_needs_reads() and not ideal.energy_needs_reads()
+    for m in (tight, exact):
+        with pytest.raises(ValueError, match="needs every read"):
+            m._read_energy(counts)
+    # and the K = 0 energy is within its certified bound of the exact one
+    e_exact = float(exact._read_energy(full))
+    assert abs(e_full - e_exact) <= mm.read_energy_rel_bound * e_exact * (1 + 1e-9)
