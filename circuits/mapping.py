@@ -1183,12 +1183,14 @@ class MappedMatrix:
         if u is None and (cnt is None or any(sp.rank for sp in splits)):
             raise ValueError(f"{self.name}: the read energy needs every read's row drive here "
                              "(MappedMatrix.energy_needs_reads() is True); got a drive with row counts only")
+        if cnt is None and spikes:  # ±1/0 spikes (u² = |u|) or integer pulse counts (Σ_p [|k| ≥ p]² = |k|): one pass
+            cnt = (u if nonneg else u.abs()).sum(-2)
         tot, err = (u if u is not None else cnt).new_zeros((), dtype=self.dtype), 0.0
         for k, sp in enumerate(splits):
             lo, hi = k * rows, min(self.in_features, (k + 1) * rows)
             uk = u[..., lo:hi] if u is not None else None
-            if spikes:  # ±1/0 spikes (u² = |u|) or integer pulse counts (Σ_p [|k| ≥ p]² = |k|)
-                sq = cnt[..., lo:hi].to(self.dtype) if cnt is not None else (uk if nonneg else uk.abs()).sum(-2)
+            if spikes:
+                sq = cnt[..., lo:hi].to(self.dtype)
             else:
                 sq = (uk * uk).sum(-2)
             e = (sq * sp.d).sum(-1)
