@@ -66,7 +66,11 @@ largest-magnitude eigenvalues of ``Y − D`` are 1.9e-2, 2.0e-3, 6.3e-4, 4.3e-4 
 so much tighter tolerances need ``K`` near ``rows``. If no ``K ≤ rows/2`` reaches the tolerance (or
 ``λ_min(Y) ≈ 0``: rows without conductance), the exact form is used: beyond that rank the split
 is no cheaper. Ideal wires never form ``Y`` (``P = Σ_ij v_i² g_ij`` exactly), so
-both modes are identical there.
+both modes are identical there. :class:`~circuits.mapping.MappedMatrix` splits, per input tile, the
+sum of ``Y`` over the output tiles restricted to the rows the tile uses (its principal submatrix:
+``λ_min`` can only grow, Cauchy interlacing); a count-coded read is the sum of its pulses, each a
+read of its own. With ``K = 0`` the charged energy ``t·Σ_i d_i Σ_n v_ni²`` is linear in the pulses
+per row.
 """
 
 from __future__ import annotations
