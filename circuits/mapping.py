@@ -303,10 +303,10 @@ class MappedMatrix:
             read_energy=getattr(self.spec, "read_energy", "exact"),
             read_energy_tol=getattr(self.spec, "read_energy_tol", 1e-3),
         )
-        #: ``read_energy: bounded``: certified bound [J] on |exact − computed| summed over every read
-        #: accounted to a ledger so far, and the a-priori relative bound ρ of the current split (0: exact)
-        self.read_energy_error_J = 0.0
+        #: ``read_energy: bounded``: the a-priori relative bound ρ of the current split (0: exact form); the
+        #: certified absolute bound summed over the reads charged so far is :attr:`read_energy_error_J`
         self.read_energy_rel_bound = 0.0
+        self._read_energy_err = None  # 0-d float64 tensor on the chip's device (no sync per read)
         self._ysplit = None  # (summed Y it splits, [AdmittanceSplit | None per input tile])
         self.n_adc_per_array = math.ceil(self.signals_per_array / self.adc.cols_per_adc)
         self._static_drawn = False
@@ -1210,8 +1210,15 @@ class MappedMatrix:
             tot = tot + e.sum()
             err = err + sp.error_bound(sq.sum(-1))
         scale = self.v_read * self.v_read * self.t_read_s
-        self.read_energy_error_J += float(err) * scale
+        err = err * scale
+        self._read_energy_err = err if self._read_energy_err is None else self._read_energy_err + err
         return tot * scale
+
+    @property
+    def read_energy_error_J(self) -> float:
+        """``read_energy: bounded``: certified bound [J] on |exact − charged| read energy, summed over every read
+        charged to a ledger so far (0 in exact mode or where the exact form was used)."""
+        return 0.0 if self._read_energy_err is None else float(self._read_energy_err)
 
     def _account(self, b: int, nj: int, drive: RowDrive, ledger: EnergyLedger) -> None:
         k = self.coding.n_slices

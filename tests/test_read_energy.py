@@ -197,3 +197,24 @@ def test_rank_zero_split_needs_only_row_counts():
     # and the K = 0 energy is within its certified bound of the exact one
     e_exact = float(exact._read_energy(full))
     assert abs(e_full - e_exact) <= mm.read_energy_rel_bound * e_exact * (1 + 1e-9)
+
+
+def test_unreachable_tolerance_uses_the_exact_form():
+    """A tolerance below the flat bulk of Y − D's spectrum would need K > rows/2: no split, and a bounded matrix
+    charges exactly what an exact one does (bit-identical), with no error bound accumulated."""
+    gen = torch.Generator().manual_seed(13)
+    g = 1e-6 + 99e-6 * torch.rand(32, 32, generator=gen, dtype=F64)
+    assert split_admittance(transfer_matrix(g, 1.0, 1.0)[1], 1e-9) is None
+    w = torch.randn(30, 100, generator=gen, dtype=F64)
+    x = (torch.rand(16, 100, generator=gen, dtype=F64) < 0.3).to(F64)
+    es = []
+    for mode in ("exact", "bounded"):
+        spec = CrossbarSpec(rows=40, cols=24, r_wire_row=1.0, r_wire_col=1.0, solver="exact", read_energy=mode,
+                            read_energy_tol=1e-9)
+        mm = MappedMatrix(w, IdealDevice(), spec, DAC(mode="spikes", bits=None), generator=torch.Generator().manual_seed(7),
+                          dtype=F64)
+        led = EnergyLedger()
+        mm.matmul(x, led)
+        es.append([r["energy_J"] for r in led.records()])
+        assert mm.read_energy_error_J == 0.0 and mm.read_energy_rel_bound == 0.0
+    assert es[0] == es[1]
