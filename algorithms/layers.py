@@ -458,7 +458,7 @@ class MappedConv2d(_Mapped):
             y = codes.mul_(gain)
         if ledger is not None:
             n_pos = h_out * w_out
-            if mm.crossbar._use_network_solve():  # the quadratic form of every read: im2col rows, in chunks of images
+            if mm.energy_needs_reads():  # the quadratic form of every read: im2col rows, in chunks of images
                 step = max(1, self.budget // (n_pos * (mm.in_features + mm.spec.rows)))
                 for s in range(0, x.shape[0], step):
                     xb = x[s : s + step]

@@ -353,3 +353,30 @@ def test_fused_scan_and_count_pool_equal_scan_then_pool(monkeypatch):
     out_u, sp_u = snn.run(x, [3, 9])
     assert sp_f == sp_u and sp_f["conv1"][-1] > 0
     assert all(torch.equal(a, b) for a, b in zip(out_f, out_u))
+
+
+def test_count_coded_conv_bounded_rank0_energy_from_row_counts_equals_the_reads(monkeypatch):
+    """``read_energy: bounded`` with rank-0 splits: the conv layer charges its reads from the pulses per row
+    (no patch matrix); the energy equals the one charged from every read's row vector (float rounding)."""
+    from algorithms.ann import CrossbarNetwork
+    from circuits import ADC, DAC, CrossbarSpec
+    from circuits.mapping import MappedMatrix
+    from device_models import IdealDevice
+
+    model = _pool_cnn().float()
+    x = torch.rand(6, 1, 14, 14, generator=torch.Generator().manual_seed(2))
+    spec = CrossbarSpec(rows=16, cols=16, solver="exact", r_wire_row=1.0, r_wire_col=1.0,
+                        read_energy="bounded", read_energy_tol=0.5)
+    net = CrossbarNetwork(model, IdealDevice(), spec, DAC(bits=8), ADC(bits=8), generator=torch.Generator().manual_seed(0))
+    snn = SpikingNetwork(net, pool_neurons=False, pool_counts=True)
+    snn.balance(x, timesteps=8)
+    assert not net.layers[3].mm.energy_needs_reads()  # every tile's split has rank 0 at this tolerance
+    led_c = EnergyLedger()
+    out_c, _ = snn.run(x, [12], [led_c])
+    monkeypatch.setattr(MappedMatrix, "energy_needs_reads", lambda self: True)
+    led_r = EnergyLedger()
+    out_r, _ = snn.run(x, [12], [led_r])
+    assert torch.equal(out_c[0], out_r[0])
+    for r_c, r_r in zip(led_c.records(), led_r.records()):
+        assert r_c["component"] == r_r["component"] and r_c["events"] == r_r["events"]
+        assert r_c["energy_J"] == pytest.approx(r_r["energy_J"], rel=1e-9)
