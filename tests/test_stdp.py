@@ -255,6 +255,45 @@ def test_paper_mode_closed_form_equals_the_step_loop():
     assert torch.equal(decay_path(g0, 0.75, 30, xs), torch.stack(ref))
 
 
+def test_paper_mode_spikes_act_on_the_next_step_as_in_brian():
+    """Brian 1 (the released Diehl & Cook code) propagates a spike after the state update of the step it is
+    emitted in, so it acts on its targets' update of the **next** step: an excitatory spike at step t adds
+    w_ei = 10.4 to its inhibitory neuron's g_e used at t+1 (the inhibitory neuron fires at t+1: +31 mV in one
+    Euler step), whose spike adds w_ie = 17 to the other excitatory neurons' g_i used at t+2 (not to its own
+    excitatory neuron). The increments in flight are carried across calls: one call per step equals one call
+    over all steps, and the closed form equals both."""
+    cfg = DiehlCookConfig.preset("paper", n_neurons=2)
+    w = torch.tensor([[[1.0, 0.0]]])  # input 0 drives excitatory neuron 0 only
+    spikes = torch.ones(150, 1, 1, 1, dtype=torch.bool)
+    runs = []
+    for per_step, h in ((True, 0), (False, 0), (False, 64)):
+        net = DiehlCookNetwork(cfg, TorchSynapses(w.clone()), torch.Generator().manual_seed(0))
+        net.scan_horizon = h
+        st, ist = net._train_state()
+        if per_step:
+            post, rec = [], []
+            for t in range(spikes.shape[0]):
+                c, _ = net._run(spikes[t:t + 1], st, ist, learning=False)
+                post.append(c[0, 0].clone())
+                rec.append((float(ist.g_e[0, 0, 0]), float(ist.refrac[0, 0, 0]), float(st.g_i[0, 0, 0]),
+                            float(st.g_i[0, 0, 1])))
+            post = torch.stack(post)
+        else:
+            _, post = net._run(spikes, st, ist, learning=False, record=True)
+            post = post[:, 0, 0]
+        runs.append((post, st.v.clone(), ist.v.clone()))
+    post = runs[0][0]
+    t0 = int(torch.nonzero(post[:, 0])[0])
+    assert 0 < t0 < 140 and float(post[:, 1].sum()) == 0.0
+    assert rec[t0][0] == 0.0  # the inhibitory neuron has not seen the spike in the step it was emitted
+    assert rec[t0 + 1][0] == pytest.approx(10.4, rel=1e-6) and rec[t0 + 1][1] > 0  # ... and fires one step later
+    assert rec[t0 + 1][3] == 0.0 and rec[t0 + 2][3] == pytest.approx(17.0, rel=1e-6)  # other exc. neuron: t0+2
+    assert all(r[2] == 0.0 for r in rec)  # no inhibition of the neuron's own excitatory partner
+    for post_b, v_b, vi_b in runs[1:]:
+        assert torch.equal(post_b, post)
+        assert torch.allclose(v_b, runs[0][1], atol=2e-7, rtol=0) and torch.allclose(vi_b, runs[0][2], atol=2e-7, rtol=0)
+
+
 def test_fast_read_equals_the_matrix_read_path():
     """The linear shortcut ``spikes @ weights()`` equals ``MappedMatrix.matmul`` and charges the same array energy."""
     cfg = DiehlCookConfig.preset("fast", n_neurons=10)

@@ -277,7 +277,8 @@ class DiehlCookNetwork:
         conductance = cfg.conductance
         w_ei = cfg.w_ei * self.w_unit
         w_ie = cfg.w_ie * self.w_unit
-        inhibition = None
+        inhibition = st.pending if conductance else None
+        exc_to_inh = ist.pending if conductance else None
         t_inh = -1  # last step the (current-based, event-driven) inhibitory layer was brought up to date
         drives = drive.unbind(0) if (any_input and not per_step) else None
         skim = any_input and not per_step and not conductance and self.scan_horizon > 0
@@ -295,9 +296,10 @@ class DiehlCookNetwork:
                 xt = self.exc.drive(xt * self.w_unit if self.w_unit != 1.0 else xt)
             else:
                 xt = drives[t]
-            if conductance:
+            if conductance:  # Brian 1's order: a spike acts on its targets' update of the next step
                 s, st = exc.step(xt, st, learning, gen, inhibition=inhibition)
-                si, ist = inh.step(s * w_ei if s is not None else None, ist)
+                si, ist = inh.step(exc_to_inh, ist)
+                exc_to_inh = s * w_ei if s is not None else None
                 inhibition = (si.sum(-1, keepdim=True) - si) * w_ie if bool(si.any()) else None
             else:
                 if inhibition is not None:
@@ -314,7 +316,9 @@ class DiehlCookNetwork:
             if per_step:
                 self.rule.step(spikes[t, :, 0].to(self.dtype), s[:, 0] if s is not None else None, rows)
                 self._flush(ledger)
-        if not conductance:
+        if conductance:
+            st.pending, ist.pending = inhibition, exc_to_inh
+        else:
             inh.advance(ist, t_steps - 1 - t_inh)
         self.stats.steps += t_steps
         return post.sum(0), (post if record else None)

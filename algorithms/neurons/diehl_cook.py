@@ -88,6 +88,9 @@ class DiehlCookState:
     g_i: Tensor | None = None
     busy: int = 0
     thr: Tensor | None = None  # firing threshold v_thresh + θ (− θ_offset), kept with θ ([R, 1, N])
+    #: conductance network (Brian 1 order): the synaptic conductance increment that arrives at this layer's
+    #: next step (spikes emitted in one step act on the targets' state update of the next), carried across calls
+    pending: Tensor | None = None
 
 
 def _pick_one(s: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -443,8 +446,10 @@ def run_conductance(exc: DiehlCookConductanceLIF, inh: DiehlCookInhibitoryLIF, d
     ``drive`` ``[T, R, B, N]`` (excitatory conductance increments; None: no input, the rest period).
     Returns the excitatory spikes ``[T, R, B, N]``; the states are advanced in place. CPU tensors.
 
-    Same results as the step loop (:meth:`DiehlCookConductanceLIF.step`, :meth:`DiehlCookInhibitoryLIF.step`,
-    inhibition of step t arriving at step t+1), computed faster:
+    Same results as the step loop (:meth:`DiehlCookConductanceLIF.step`, :meth:`DiehlCookInhibitoryLIF.step`;
+    Brian 1's order: the excitatory spikes of step t reach the inhibitory layer at step t+1, its spikes reach
+    the excitatory layer one step later; the increments still in flight are carried in ``st.pending`` /
+    ``ist.pending`` to the next call), computed faster:
 
     * the excitatory ``g_e`` of every step is one recursive filter of the drive (:func:`decay_path`, exact);
     * quiet stretches — no spike in either layer, no inhibition arriving — are jumped over in closed form:
@@ -481,11 +486,12 @@ def run_conductance(exc: DiehlCookConductanceLIF, inh: DiehlCookInhibitoryLIF, d
     pw = {name: d ** np.arange(1, kmax + 1, dtype=np.float64).reshape(-1, 1, 1, 1)
           for name, d in (("gi", exc.gi_decay), ("gei", inh.ge_decay), ("gii", inh.gi_decay))}
     thr_i = inh.v_thresh
-    inhibition = None
+    inhibition = _np(st.pending).copy() if st.pending is not None else None  # Ai → Ae, arriving at step t
+    pend = _np(ist.pending).copy() if ist.pending is not None else None  # Ae → Ai, arriving at step t
     k = max(int(horizon), 1)
     t = 0
     while t < t_steps:
-        if inhibition is None and horizon > 0:  # jump over the steps in which nothing spikes
+        if inhibition is None and pend is None and horizon > 0:  # jump over the steps in which nothing spikes
             kk = min(k, t_steps - t)
             j = jj[:kk]
             g_e = ge_path[t:t + kk].astype(np.float64)
@@ -547,8 +553,9 @@ def run_conductance(exc: DiehlCookConductanceLIF, inh: DiehlCookInhibitoryLIF, d
                 np.add(theta, exc.v_thresh - exc.theta_offset, out=thr)
             post[t] = sf
         gei *= inh.ge_decay
-        if spiked:
-            gei += sf * w_ei
+        if pend is not None:
+            gei += pend
+        pend = sf * w_ei if spiked else None  # reaches the inhibitory layer at the next step
         gii *= inh.gi_decay
         dv = (inh.v_rest - vi) + gei * (inh.e_exc - vi) + gii * (inh.e_inh - vi)
         free = refi <= 0
@@ -564,5 +571,7 @@ def run_conductance(exc: DiehlCookConductanceLIF, inh: DiehlCookInhibitoryLIF, d
             inhibition = None
         t += 1
     st.busy = busy
+    st.pending = torch.from_numpy(inhibition) if inhibition is not None else None
+    ist.pending = torch.from_numpy(pend) if pend is not None else None
     return torch.from_numpy(post)
 
