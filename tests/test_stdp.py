@@ -294,6 +294,21 @@ def test_paper_mode_spikes_act_on_the_next_step_as_in_brian():
         assert torch.allclose(v_b, runs[0][1], atol=2e-7, rtol=0) and torch.allclose(vi_b, runs[0][2], atol=2e-7, rtol=0)
 
 
+def test_paper_mode_test_retries_charge_only_the_samples_shown_again():
+    """Inference energy of the "< 5 spikes → intensity +1, repeat" rule: a round charges the neuron updates of
+    the samples it presents, not of the whole batch. A blank image never reaches 5 spikes (1 + max_retries
+    presentations); a bright one succeeds at once: 1 + 11 presentations of 2·n neurons × 700 steps."""
+    cfg = DiehlCookConfig.preset("paper", n_neurons=4)
+    net = DiehlCookNetwork(cfg, TorchSynapses(init_weights(cfg, 784, 1, torch.Generator().manual_seed(1))),
+                           torch.Generator().manual_seed(2))
+    x = torch.stack([torch.ones(784), torch.zeros(784)])
+    led = EnergyLedger()
+    counts = net.responses(x, batch_size=2, ledger=led)
+    assert float(counts[0, 0].sum()) >= cfg.min_spikes and float(counts[0, 1].sum()) == 0.0
+    per = 2 * cfg.n_neurons * cfg.steps * net.e_neuron
+    assert led.by_component()["neuron"] == pytest.approx((1 + 1 + cfg.max_retries) * per, rel=1e-9)
+
+
 def test_fast_read_equals_the_matrix_read_path():
     """The linear shortcut ``spikes @ weights()`` equals ``MappedMatrix.matmul`` and charges the same array energy."""
     cfg = DiehlCookConfig.preset("fast", n_neurons=10)

@@ -577,8 +577,9 @@ class DiehlCookNetwork:
                 if ledger is not None:
                     ledger.add_ops("stdp_input", acs=float(spikes.sum()) * self.n,
                                    macs_ann=self.R * b * self.n_in * self.n if _attempt == 0 else 0.0)
-                    e = self.R * b * 2 * self.n * cfg.steps * self.e_neuron
-                    ledger.add("neurons", "neuron", e, events=self.R * b * 2 * self.n * cfg.steps)
+                    shown = float(todo.sum())  # the samples presented in this round (not those already done)
+                    e = shown * 2 * self.n * cfg.steps * self.e_neuron
+                    ledger.add("neurons", "neuron", e, events=shown * 2 * self.n * cfg.steps)
                 if not cfg.min_spikes:
                     break
                 need = todo & (counts.sum(-1) < cfg.min_spikes)
