@@ -26,7 +26,7 @@ from algorithms.registry import get_algorithm  # noqa: E402
 from circuits import EnergyLedger  # noqa: E402
 from device_models import IdealDevice, load_preset  # noqa: E402
 
-STOCHASTIC = dict(gamma_pot=0.03, gamma_dep=0.01, depression="anti_hebbian", normalisation="gain")
+STOCHASTIC = dict(gamma_pot=0.015, gamma_dep=0.005, depression="anti_hebbian", normalisation="gain")  # the defaults
 
 
 def learners():
