@@ -18,7 +18,9 @@ v_rest = v_reset = −65 mV, v_thresh = −52 mV, θ_offset = 20 mV, θ starts a
 E_exc = 0, E_inh = −100 mV, refractory 5 ms (v held at v_reset); the layer starts at v_rest − 40 mV.
 Integration: forward Euler with step ``dt`` (Brian 1 integrates these bilinear equations with Euler),
 one step being: g ← g·(1 − dt/τ_g) + Δg (the conductance increments of this step's input spikes),
-v ← v + dt/τ·(…) (held at v_reset while refractory), threshold, reset, θ update.
+v ← v + dt/τ·(…) (held at v_reset while refractory), threshold, reset, θ update. Spike order as in Brian 1
+(a spike is propagated after the update of the step that emits it): an excitatory spike of step t reaches
+its inhibitory neuron's update at t+1, whose spike reaches the other excitatory neurons at t+2.
 
 Current-based excitatory neuron (:class:`DiehlCookCurrentLIF`, ``mode: fast``)
 ------------------------------------------------------------------------------
