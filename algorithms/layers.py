@@ -369,16 +369,7 @@ class MappedConv2d(_Mapped):
             return False
         if mm.replicas is not None or mm.coding.n_slices != 1 or mm.n_tiles_out != 1 or not mm._fast():
             return False
-        if mm._adc_gain is not None or mm._adc_offset is not None:
-            return False
-        a = mm.adc
-        if a.bits is not None:
-            if a.noise_sigma_lsb > 0:
-                return False
-            r = a.full_scale()
-            if r is None or (torch.is_tensor(r) and r.numel() != 1):
-                return False
-        return True
+        return mm.uniform_adc()
 
     def _direct_tiles(self) -> list[tuple[int, int, Tensor, Tensor | None]]:
         """Per input tile ``(c_lo, c_hi, weight, bias)`` of the per-tile convolutions (cached per chip state and ADC range).

@@ -857,16 +857,20 @@ class MappedMatrix:
         every signal (no static errors, no noise, one range), else ``None`` (all signals)."""
         if self.n_tiles_out != 1 or self.out_features >= self.out_per_tile or self.replicas is not None:
             return None
+        return self.out_features * self.coding.n_slices if self.uniform_adc() else None
+
+    def uniform_adc(self) -> bool:
+        """Whether the ADC is the same deterministic quantiser for every signal: no static gain/offset
+        errors, no noise, one scalar range (or lossless)."""
         if self._adc_gain is not None or self._adc_offset is not None:
-            return None
+            return False
         a = self.adc
-        if a.bits is not None:
-            if a.noise_sigma_lsb > 0:
-                return None
-            r = a.full_scale()
-            if r is None or (torch.is_tensor(r) and r.numel() != 1):
-                return None
-        return self.out_features * self.coding.n_slices
+        if a.bits is None:
+            return True
+        if a.noise_sigma_lsb > 0:
+            return False
+        r = a.full_scale()
+        return r is not None and not (torch.is_tensor(r) and r.numel() != 1)
 
     def signals(self, drive: RowDrive | Tensor, _used: int | None = None) -> Tensor:
         """ADC input currents ``[*L, n_tiles_in, n_tiles_out, N, out_per_tile·K]`` [A] (after analog subtraction).
