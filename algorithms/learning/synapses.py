@@ -55,6 +55,8 @@ class Synapses:
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.dtype = dtype
         self.pending: Tensor | None = None
+        #: a column-sparse pending Δw ``(block [R, A, k], rows [A] or None, cols [k])`` (:meth:`add_block`)
+        self.pending_block: tuple | None = None
         self.gain: Tensor | None = None  # [R, 1, out] digital input gain (normalisation "gain")
         self.writes = 0  # flushes that wrote something
         #: columns written since the last normalisation, per replica ``[R, out]`` (all, initially)
@@ -68,15 +70,59 @@ class Synapses:
         return torch.zeros(self.shape, device=self.device, dtype=self.dtype)
 
     def add(self, dw: Tensor) -> None:
+        self._densify()
         if self.pending is None:
             self.pending = dw.clone() if dw.shape == self.shape else dw.expand(self.shape).clone()
         else:
             self.pending.add_(dw)
 
+    def add_block(self, block: Tensor, rows: Tensor | None, cols: Tensor) -> None:
+        """Δw on the input ``rows`` (None: all) × output ``cols`` only (``block`` ``[R, len(rows), len(cols)]``,
+        ``cols`` sorted): kept column-sparse, so that a write touching a few columns costs a few columns."""
+        if self.pending is None and self.pending_block is None:
+            self.pending_block = (block, rows, cols)
+        else:
+            self.add(self._block_dense(block, rows, cols))
+
+    def _block_dense(self, block: Tensor, rows: Tensor | None, cols: Tensor) -> Tensor:
+        dw = self.new_delta()
+        if rows is None:
+            dw[:, :, cols] = block
+        else:
+            dw[:, rows.unsqueeze(1), cols.unsqueeze(0)] = block
+        return dw
+
+    def _densify(self) -> None:
+        if self.pending_block is not None:
+            block, self.pending_block = self.pending_block, None
+            self.add(self._block_dense(*block))
+
+    def has_pending(self) -> bool:
+        return self.pending is not None or self.pending_block is not None
+
+    def pending_entries(self) -> float:
+        """Nonzero entries of the pending Δw."""
+        if self.pending_block is not None:
+            return float((self.pending_block[0] != 0).sum()) + (float((self.pending != 0).sum()) if self.pending is not None else 0.0)
+        return float((self.pending != 0).sum()) if self.pending is not None else 0.0
+
+    def drop_pending(self, replicas: Tensor) -> None:
+        """Forget the pending Δw of the replicas ``replicas`` (bool ``[R]``)."""
+        if self.pending_block is not None:
+            self.pending_block[0][replicas] = 0.0
+        if self.pending is not None:
+            self.pending[replicas] = 0.0
+
     def flush(self, ledger=None, normalise_to: float | None = None) -> None:
         """Write the accumulated Δw. With ``normalise_to`` the write also renormalises the columns it touches
         (and any left unnormalised) to that column sum: one programming pass to
         ``clip(clip(w + Δw)·total/Σ_i clip(w + Δw))`` instead of a Δw pass followed by a normalisation pass."""
+        if self.pending_block is not None and normalise_to is not None and self.pending is None:
+            block, self.pending_block = self.pending_block, None
+            self._apply_normalised_block(*block, float(normalise_to), ledger)
+            self.writes += 1
+            return
+        self._densify()
         if self.pending is not None:
             dw, self.pending = self.pending, None
             if normalise_to is None:
@@ -84,6 +130,24 @@ class Synapses:
             else:
                 self._apply_normalised(dw, float(normalise_to), ledger)
             self.writes += 1
+
+    def _block_columns(self, block: Tensor, rows: Tensor | None, cols: Tensor) -> tuple[Tensor, Tensor]:
+        """The columns a column-sparse write must process — ``cols`` and every column still unnormalised —
+        (sorted ``[k]``) and the Δw on them ``[R, k, n_pre]`` (output-major)."""
+        extra = torch.nonzero(self.dirty.any(0)).flatten()
+        allc = torch.unique(torch.cat([cols, extra])) if extra.numel() else cols
+        pos = torch.searchsorted(allc, cols)
+        d = torch.zeros(self.replicas, allc.numel(), self.n_pre, device=self.device, dtype=self.dtype)
+        bt = block.transpose(1, 2).to(self.dtype)  # [R, len(cols), A]
+        if rows is None:
+            d[:, pos, :] = bt
+        else:
+            d[:, pos.unsqueeze(1), rows.unsqueeze(0)] = bt
+        return allc, d
+
+    def _apply_normalised_block(self, block: Tensor, rows: Tensor | None, cols: Tensor, total: float, ledger) -> None:
+        """Default: the dense write."""
+        self._apply_normalised(self._block_dense(block, rows, cols), total, ledger)
 
     def _targets(self, w: Tensor, dw: Tensor, total: float, dim: int = 1) -> tuple[Tensor, Tensor]:
         """``(clip(w + Δw), clip(clip(w + Δw)·total/Σ_i clip(w + Δw)))``, the sum over the input dimension ``dim``."""
@@ -95,6 +159,7 @@ class Synapses:
 
     def discard(self) -> None:
         self.pending = None
+        self.pending_block = None
 
     def column_sums(self) -> Tensor:
         return self.weights().sum(1, keepdim=True)  # [R, 1, out]
@@ -170,6 +235,16 @@ class TorchSynapses(Synapses):
         self.dirty |= (dw != 0).any(1)
         w1, w2 = self._targets(self.w, dw, total)
         self.w.copy_(torch.where(self.dirty.unsqueeze(1), w2, w1))
+        self.dirty.zero_()
+
+    def _apply_normalised_block(self, block: Tensor, rows: Tensor | None, cols: Tensor, total: float, ledger) -> None:
+        """:meth:`_apply_normalised` on the touched (and unnormalised) columns only; the others keep their
+        weights, as the dense write leaves them (``clip(w + 0) = w``, not dirty)."""
+        allc, d = self._block_columns(block, rows, cols)
+        dirty = self.dirty[:, allc] | (d != 0).any(2)  # [R, k]
+        w = self.w[:, :, allc].transpose(1, 2).contiguous()  # [R, k, in] (row sums: the same order for any k)
+        w1, w2 = self._targets(w, d, total, dim=-1)
+        self.w[:, :, allc] = torch.where(dirty.unsqueeze(-1), w2, w1).transpose(1, 2)
         self.dirty.zero_()
 
 
@@ -394,6 +469,29 @@ class CrossbarSynapses(Synapses):
         if self._g_seen is not None:
             self._g_seen = self._g_seen.clone()
             self._g_seen[rv, :, tv, :, cv] = g_now[valid].to(self._g_seen.dtype)
+
+    def _apply_normalised_block(self, block: Tensor, rows: Tensor | None, cols: Tensor, total: float, ledger) -> None:
+        """:meth:`_apply_normalised` from a column-sparse Δw: the same column-sliced write (or the whole-array
+        write, where a replica touched more than half of the columns), without the dense Δw."""
+        allc, d = self._block_columns(block, rows, cols)  # d [R, k, in]
+        self.dirty[:, allc] |= (d != 0).any(2)
+        if not bool(self.dirty.any()):
+            return
+        cols_r, valid = _pairs(self.dirty)
+        if not self.sliced or cols_r.shape[1] > self.n_post // 2:
+            dw = self.new_delta()
+            dw[:, :, allc] = d.transpose(1, 2)
+            self.dirty.zero_()
+            self.dirty[:, allc] = True  # (restored for the dense write, which recomputes it)
+            self._apply_normalised(dw, total, ledger)
+            return
+        ridx = self._ridx(cols_r)
+        pos = torch.searchsorted(allc, cols_r.contiguous()).clamp_(max=allc.numel() - 1)
+        dsel = d[ridx, pos] * (allc[pos] == cols_r).unsqueeze(-1)  # [R, k_r, in] (0 where a column has no Δw)
+        w = self.weights().transpose(1, 2)[ridx, cols_r]  # [R, k_r, in]
+        w1, w2 = self._targets(w, dsel, total, dim=-1)
+        self._write_columns((w2 - w) * valid.unsqueeze(-1), cols_r, valid, ledger)
+        self.dirty.zero_()
 
     def _apply_normalised(self, dw: Tensor, total: float, ledger) -> None:
         self.dirty |= (dw != 0).any(1)

@@ -1,0 +1,98 @@
+"""Compiled presentation update of the pair STDP rule (:class:`~algorithms.learning.rules.PairSTDP`), one thread.
+
+For the spike trains of one presentation, per replica (nearest-spike traces, "set to 1", updated with the
+step's spikes first; BindsNET ``PostPre``, Hazan et al., Front. Neuroinform. 12:89, 2018)::
+
+    Δw_ij = −ν_pre·Σ_t s_pre,i(t)·x_post,j(t) + ν_post·Σ_t x_pre,i(t)·s_post,j(t)
+    x(t) = e^(−(t − t_last)·dt/τ)  (t_last: the last spike ≤ t),  x0·e^(−(t + 1)·dt/τ) before the first spike
+
+walking the steps once: a pre spike depresses its row by the post traces, a post spike potentiates its column
+by the pre traces — work proportional to the spikes, not to ``T × n_in × n_out``. The traces are evaluated
+as the torch code does (``exp`` of the elapsed steps times ``log d``, float32); the sums run in float32 in
+time order (the torch code sums the same terms in another order: equal to float rounding).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+try:  # optional: pip install xbarsim[fast]
+    from numba import njit
+except ImportError:  # pragma: no cover
+    njit = None
+
+__all__ = ["AVAILABLE", "pair_presentation"]
+
+AVAILABLE = njit is not None
+
+
+def _kernel(pre, post, x_pre0, x_post0, log_pre, log_post, nu_pre, nu_post, dw, x_pre_end, x_post_end):
+    t_steps, n_rep, n_in = pre.shape
+    n_out = post.shape[2]
+    for r in range(n_rep):
+        last_pre = np.full(n_in, -1, np.int64)
+        last_post = np.full(n_out, -1, np.int64)
+        xp = np.zeros(n_out, np.float32)
+        for t in range(t_steps):
+            any_post = False
+            for j in range(n_out):
+                if post[t, r, j] > 0:
+                    last_post[j] = t
+                    any_post = True
+            # post traces at t (after this step's post spikes)
+            live = False
+            for j in range(n_out):
+                if last_post[j] >= 0:
+                    xp[j] = np.exp(np.float32(t - last_post[j]) * log_post)
+                else:
+                    xp[j] = x_post0[r, j] * np.exp(np.float32(t + 1) * log_post)
+                if xp[j] != 0:
+                    live = True
+            for i in range(n_in):
+                if pre[t, r, i] > 0:
+                    last_pre[i] = t
+                    if live and nu_pre != 0:
+                        for j in range(n_out):
+                            if xp[j] != 0:
+                                dw[r, i, j] -= nu_pre * xp[j]
+            if any_post and nu_post != 0:
+                for i in range(n_in):
+                    if last_pre[i] >= 0:
+                        xi = np.exp(np.float32(t - last_pre[i]) * log_pre)
+                    else:
+                        xi = x_pre0[r, i] * np.exp(np.float32(t + 1) * log_pre)
+                    if xi != 0:
+                        for j in range(n_out):
+                            if post[t, r, j] > 0:
+                                dw[r, i, j] += nu_post * xi
+        for i in range(n_in):
+            if last_pre[i] >= 0:
+                x_pre_end[r, i] = np.exp(np.float32(t_steps - 1 - last_pre[i]) * log_pre)
+            else:
+                x_pre_end[r, i] = x_pre0[r, i] * np.exp(np.float32(t_steps) * log_pre)
+        for j in range(n_out):
+            if last_post[j] >= 0:
+                x_post_end[r, j] = np.exp(np.float32(t_steps - 1 - last_post[j]) * log_post)
+            else:
+                x_post_end[r, j] = x_post0[r, j] * np.exp(np.float32(t_steps) * log_post)
+
+
+_compiled = njit(cache=True, nogil=True)(_kernel) if AVAILABLE else None
+
+
+def pair_presentation(pre: np.ndarray, post: np.ndarray, x_pre0: np.ndarray, x_post0: np.ndarray, d_pre: float,
+                      d_post: float, nu_pre: float, nu_post: float):
+    """Δw ``[R, A, N]`` and the final traces for ``pre`` ``[T, R, A]``, ``post`` ``[T, R, N]`` (float32, 0/1) and
+    the traces before the presentation ``x_pre0`` ``[R, A]``, ``x_post0`` ``[R, N]`` (module docstring)."""
+    f = np.float32
+    r, a, n = pre.shape[1], pre.shape[2], post.shape[2]
+    dw = np.zeros((r, a, n), dtype=f)
+    x_pre_end = np.empty((r, a), dtype=f)
+    x_post_end = np.empty((r, n), dtype=f)
+    lp = f(math.log(d_pre)) if d_pre > 0 else f(-np.inf)
+    lq = f(math.log(d_post)) if d_post > 0 else f(-np.inf)
+    _compiled(np.ascontiguousarray(pre, dtype=f), np.ascontiguousarray(post, dtype=f), np.ascontiguousarray(x_pre0, dtype=f),
+              np.ascontiguousarray(x_post0, dtype=f), lp, lq, f(nu_pre), f(nu_post), dw, x_pre_end, x_post_end)
+    return dw, x_pre_end, x_post_end
