@@ -88,6 +88,9 @@ class STDPAlgorithm(Algorithm):
                                          "0.1 (fast) of the inputs: 78 / 78.4 for MNIST)", gt=0, nullable=True)
         w_ie: float | None = param(None, description="inhibitory weight (null: 17.0 paper, 120 fast)", ge=0,
                                    nullable=True)
+        synchronous: bool = param(True, description="fast mode's spike order: true — BindsNET's synchronous update "
+                                  "(input at t drives the neurons at t+1, inhibition 2 steps after an excitatory "
+                                  "spike); false — input at t, inhibition at t+1 (paper mode: Brian 1's order)")
         eval_batch: int = param(64, description="test images simulated together (learning off)", ge=1)
 
     def __init__(self, params: Any, hardware: Hardware, model: torch.nn.Module | None = None):
@@ -96,7 +99,7 @@ class STDPAlgorithm(Algorithm):
         overrides = {k: getattr(p, k) for k in ("rule", "dt_s", "t_present_s", "max_rate_hz", "nu_pre", "nu_post",
                                                  "theta_plus", "norm_total", "w_ie")}
         self.cfg = DiehlCookConfig.preset(p.mode, n_neurons=int(p.n_neurons), write_every=p.write_every,
-                                          normalisation=p.normalisation, **overrides)
+                                          normalisation=p.normalisation, synchronous=bool(p.synchronous), **overrides)
         self.net: DiehlCookNetwork | None = None
         self.mm: MappedMatrix | None = None
         self._assign_x = self._assign_y = None

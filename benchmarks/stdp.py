@@ -10,6 +10,10 @@ with ratios to baselines measured in the same process:
   250 ms, inh 120, intensity 128), when ``bindsnet`` is importable (``pip install bindsnet==0.3.4 --no-deps``
   into a throwaway environment); otherwise the column is empty.
 
+``× R=1``: image-networks/s of R replicas over those of one (R = 1 and 8 timed alternately, best of 3).
+The engine: numba-compiled loops where numba is installed (``pip install xbarsim[fast]``), else torch;
+the first line of the output says which.
+
 Usage: ``python benchmarks/stdp.py [--images N] [--quick]`` (MNIST from ``$XBARSIM_DATA`` or ``--data``).
 """
 
@@ -62,6 +66,7 @@ def build(n: int, mode: str, device: str, r: int, n_in: int, seed: int = 0, writ
 
 
 def train_rate(net, x, n_img: int, warm: int = 3) -> float:
+    """Training images/s of ``net`` (learning on, energy ledger on) over ``n_img`` images after ``warm``."""
     led = EnergyLedger()
     for i in range(warm):
         net.present(x[i], ledger=led)
@@ -156,7 +161,10 @@ def main(argv=None):
     torch.set_num_threads(1)
     x, name = mnist(args.data)
     n_in = x.shape[1]
-    print(f"# STDP speed, one thread, {name} ({n_in} inputs), torch {torch.__version__}")
+    from algorithms.neurons import current_kernel
+
+    engine = "numba-compiled loops" if current_kernel.AVAILABLE else "torch engines (numba not installed)"
+    print(f"# STDP speed, one thread, {name} ({n_in} inputs), torch {torch.__version__}, fast mode: {engine}")
     naive = NaiveDiehlCook(100, n_in)
     t0 = time.perf_counter()
     k = max(5, args.images // 4)
@@ -169,7 +177,7 @@ def main(argv=None):
           "baseline BindsNET 0.3.4: not importable here (the issue measured 4-11 images/s on these machines)")
     print()
     hdr = f"| {'neurons':>7} | {'mode':5} | {'device':8} | {'R':>2} | {'train img/s':>11} | {'img-nets/s':>10} | " \
-          f"{'test img/s':>10} | {'× naive':>7} | {'× BindsNET':>10} |"
+          f"{'× R=1':>6} | {'test img/s':>10} | {'× naive':>7} | {'× BindsNET':>10} |"
     print(hdr)
     print("|" + "|".join("-" * (len(c)) for c in hdr.split("|")[1:-1]) + "|")
     sizes = [100] if args.quick else [100, 400]
@@ -177,19 +185,20 @@ def main(argv=None):
     for n in sizes:
         for mode in modes:
             for device in ("ideal", "rram"):
-                test = None
+                n_img = args.images if mode == "fast" else max(4, args.images // 4)
+                nets = {r: build(n, mode, device, r, n_in) for r in (1, 8)}
+                for net in nets.values():
+                    train_rate(net, x, 2, warm=1)  # compile / warm up
+                best = {1: 0.0, 8: 0.0}
+                for rnd in range(3):  # R = 1 and R = 8 alternate (the machine's load hits both alike)
+                    for r, net in nets.items():
+                        k = n_img if r == 1 else max(4, n_img // 4)
+                        best[r] = max(best[r], train_rate(net, x[rnd * n_img:], k, warm=0) * r)
+                test = test_rate(nets[1], x, 128 if mode == "fast" else 32)
                 for r in (1, 8):
-                    n_img = args.images if mode == "fast" else max(4, args.images // 4)
-                    if r == 8:
-                        n_img = max(4, n_img // 4)
-                    net = build(n, mode, device, r, n_in)
-                    rate = train_rate(net, x, n_img)
-                    if test is None:
-                        test = test_rate(net, x, 128 if mode == "fast" else 32)
-                    nets = rate * r
-                    bns = f"{nets / bn:10.1f}" if bn else f"{'':>10}"
-                    print(f"| {n:7d} | {mode:5} | {device:8} | {r:2d} | {rate:11.1f} | {nets:10.1f} | {test:10.1f} | "
-                          f"{nets / naive_rate:7.1f} | {bns} |", flush=True)
+                    bns = f"{best[r] / bn:10.1f}" if bn else f"{'':>10}"
+                    print(f"| {n:7d} | {mode:5} | {device:8} | {r:2d} | {best[r] / r:11.1f} | {best[r]:10.1f} | "
+                          f"{best[r] / best[1]:6.2f} | {test:10.1f} | {best[r] / naive_rate:7.1f} | {bns} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,20 @@ Network
 -------
 ``n_in`` Poisson inputs (rate = pixel·``max_rate_hz``) → ``n_e`` excitatory neurons through the plastic
 synapses (:mod:`algorithms.learning.synapses`); excitatory neuron ``j`` excites inhibitory neuron ``j``
-(weight ``w_ei``), inhibitory neuron ``j`` inhibits every excitatory neuron but ``j`` (``w_ie``). One step:
-input spikes X(t) are read on the synapses → excitatory layer (with the inhibition of step t−1) → inhibitory
-layer (with the excitatory spikes of step t). Neurons: :mod:`algorithms.neurons.diehl_cook`. Learning:
-:mod:`algorithms.learning.rules`.
+(weight ``w_ei``), inhibitory neuron ``j`` inhibits every excitatory neuron but ``j`` (``w_ie``). Spike order
+(``synchronous``, the ``fast`` default): as BindsNET's ``Network.run``, every connection delivers the spikes
+of step t−1 at step t — the input spikes X(t) drive the excitatory layer at t+1, an excitatory spike at t
+reaches its inhibitory neuron at t+1 and that neuron's spike the other excitatory neurons at t+2;
+``synchronous: false``: X(t) at t, the inhibitory layer in the same step, inhibition at t+1. ``paper`` mode
+follows Brian 1's order (:mod:`algorithms.neurons.diehl_cook`). Neurons: :mod:`algorithms.neurons.diehl_cook`.
+Learning: :mod:`algorithms.learning.rules`.
+
+Engines (equal results: spikes and θ exactly, weights to float32 rounding of the rule's sums): on CPU
+with numba (``pip install xbarsim[fast]``) a ``fast`` presentation runs in one compiled loop over steps and
+neurons (every replica and sample on its own clock) and the pair rule is one walk over the spikes
+(:mod:`algorithms.learning.pair_kernel`); otherwise the torch engines jump over quiet steps in closed form
+(:meth:`DiehlCookNetwork._run_replicas`). The one-spike choices are drawn up front (one ``U[0, 1)`` per step
+and sample), so every engine picks the same neuron.
 
 Two modes (:meth:`DiehlCookConfig.preset`)
 -----------------------------------------
@@ -20,7 +30,8 @@ Two modes (:meth:`DiehlCookConfig.preset`)
   Not reproduced: the random synaptic delays (0–10 ms) of the input connections.
 * ``fast`` — BindsNET 0.3.4 ``DiehlAndCook2015`` as run by its ``eth_mnist`` example: dt 1 ms, 250 ms,
   128 Hz max, current-based neurons with ``one_spike`` WTA, pair rule ν = (1e-4, 1e-2), w_ei 22.5,
-  w_ie 120, column sum 78.4 (0.1 of the inputs), initial weights ``0.3·U``, state and traces reset between samples.
+  w_ie 120, column sum 78.4 (0.1 of the inputs), initial weights ``0.3·U``, state and traces reset between
+  samples, synchronous spike order.
 
 Writes: ``write_every: step`` writes Δw after every time step (the reference semantics of both codes);
 ``write_every: image`` keeps the weights of a presentation fixed, accumulates its Δw and writes them in
@@ -42,13 +53,15 @@ import torch
 from torch import Tensor
 
 from ..encoding import PoissonEncoder
+from ..neurons import current_kernel
 from ..neurons.diehl_cook import (
     DiehlCookConductanceLIF,
+    _pick_one,
     DiehlCookCurrentLIF,
     DiehlCookInhibitoryLIF,
     run_conductance,
 )
-from .rules import LearningRule, PairSTDP, TripletSTDP
+from .rules import LearningRule, OnlineTripletDrive, PairSTDP, TripletSTDP
 from .synapses import NORMALISATIONS, Synapses
 
 __all__ = ["DiehlCookConfig", "DiehlCookNetwork", "MODES", "WRITE_EVERY", "assign_labels", "vote",
@@ -97,8 +110,16 @@ class DiehlCookConfig:
     intensity_step: float = 0.5
     max_retries: int = 10
     reset_between: bool = True
+    #: BindsNET's synchronous update (every connection delivers the spikes of step t−1; current-based only)
+    synchronous: bool = True
     write_every: str = "image"
     normalisation: str = "reprogram"
+    #: conductance (paper) mode, triplet rule: a presentation's Δw acts on its own input drive as it accrues
+    #: (Brian 1 writes w at every spike event), the weights being written after the presentation
+    online_dw: bool = False
+    #: conductance (paper) mode, software synapses: per-synapse input delays drawn U[0, input_delay_s) once per
+    #: network (Brian's ``delay['ee_input']``), acting on the drive and on the triplet rule (arrival times)
+    input_delay_s: float = 0.0
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -229,6 +250,7 @@ class DiehlCookNetwork:
         self._counted = 0.0
         self._ops_counted = 0.0
         self.e_neuron = E_NEURON_CONDUCTANCE_J if cfg.conductance else E_NEURON_CURRENT_J
+        self.exc_one_spike = bool(getattr(self.exc, "one_spike", False))
 
     def _uniform(self, t_steps: int, b: int, a: int) -> Tensor:
         """``U[0, 1)`` of shape ``[T, R, b, a]``: one draw from the generator, or with one generator per replica
@@ -236,7 +258,10 @@ class DiehlCookNetwork:
         kw = dict(device=self.device, dtype=self.dtype)
         if self.generators is None:
             return torch.rand(t_steps, self.R, b, a, generator=self.generator, **kw)
-        return torch.cat([torch.rand(t_steps, 1, b, a, generator=g, **kw) for g in self.generators], 1)
+        buf = torch.empty(self.R, t_steps, b, a, **kw)  # replica-major storage, [T, R, b, a] view
+        for k, g in enumerate(self.generators):
+            torch.rand((t_steps, b, a), generator=g, out=buf[k])
+        return buf.permute(1, 0, 2, 3)
 
     # -- state ------------------------------------------------------------------------------------
     def _train_state(self):
@@ -262,19 +287,47 @@ class DiehlCookNetwork:
         cfg = self.cfg
         t_steps, r, b, _ = spikes.shape
         per_step = learning and cfg.write_every == "step"
-        any_input = bool(spikes.any())
+        sync = cfg.synchronous and not cfg.conductance
+        # synchronous: the input spikes of step t drive the neurons at t + 1 (those of the last step arrive after
+        # the presentation and are never read)
+        delivered = spikes[:-1] if sync else spikes
+        any_input = bool(delivered.any())
         if not per_step and any_input:
-            x = spikes.permute(1, 0, 2, 3).reshape(r, t_steps * b, spikes.shape[-1])
-            drive = self.syn.read(x, ledger, rows).view(r, t_steps, b, self.n).permute(1, 0, 2, 3)
-            drive = self.exc.drive(drive * self.w_unit if self.w_unit != 1.0 else drive)
+            # replica-major [R, T, b, ·] throughout (the layout the draws come in, the compiled loops use);
+            # ``drive`` is the [T, R, b, N] view
+            t_read = delivered.shape[0]
+            x = torch.empty(r, t_read, b, spikes.shape[-1], dtype=self.dtype, device=self.device)
+            x.copy_(delivered.permute(1, 0, 2, 3))
+            y = self.syn.read(x.view(r, t_read * b, -1), ledger, rows).view(r, t_read, b, self.n)
+            if self.w_unit != 1.0:
+                y = y * self.w_unit
+            drive_rm = torch.empty(r, t_steps, b, self.n, dtype=y.dtype, device=self.device)
+            if sync:
+                drive_rm[:, 0] = self.exc.drive(0.0)
+                torch.add(y, self.exc.drive(0.0), out=drive_rm[:, 1:])
+            else:
+                torch.add(y, self.exc.drive(0.0), out=drive_rm)
+            drive = drive_rm.permute(1, 0, 2, 3)
         if cfg.conductance and not per_step and self.scan_horizon > 0 and self.device.type == "cpu":
             horizon = self.scan_horizon if r * b <= self.scan_rows else 0
-            return self._run_conductance(drive if any_input else None, t_steps, st, ist, learning, record, horizon)
+            return self._run_conductance(drive if any_input else None, t_steps, st, ist, learning, record, horizon,
+                                         spikes=spikes, rows=rows)
+        # one-spike choices: U[0, 1) per step and neuron, drawn up front (every engine picks alike)
+        picks = self._uniform(t_steps, b, 1) if (self.exc_one_spike and not cfg.conductance) else None
+        if (any_input and not per_step and not cfg.conductance and self.scan_horizon > 0 and current_kernel.AVAILABLE
+                and self.device.type == "cpu" and self.dtype == torch.float32 and (b == 1 or not learning)):
+            pk = picks[..., 0].permute(1, 0, 2) if picks is not None else drive_rm.new_zeros(drive_rm.shape[:3])
+            post = torch.from_numpy(current_kernel.run_current(
+                self.exc, self.inh, drive_rm.numpy(), pk.contiguous().numpy(), st, ist,
+                cfg.w_ei * self.w_unit, -cfg.w_ie * self.w_unit, learning, sync)).permute(1, 0, 2, 3)
+            self.stats.steps += t_steps
+            return post.sum(0), (post if record else None)
         if r > 1 and any_input and not per_step and not cfg.conductance and self.scan_horizon > 0:
-            return self._run_replicas(drive, st, ist, learning, record)
+            return self._run_replicas(drive, st, ist, learning, record, picks)
         post = torch.zeros(t_steps, r, b, self.n, dtype=self.dtype, device=self.device)
         exc, inh, gen = self.exc, self.inh, self.generator
         conductance = cfg.conductance
+        pending = None  # synchronous: the excitatory spikes of step t−1, reaching the inhibitory layer at t
         w_ei = cfg.w_ei * self.w_unit
         w_ie = cfg.w_ie * self.w_unit
         inhibition = st.pending if conductance else None
@@ -285,18 +338,33 @@ class DiehlCookNetwork:
         t = -1
         while t + 1 < t_steps:
             t += 1
-            if skim and inhibition is None:  # jump over the steps in which no excitatory neuron fires
+            if skim and inhibition is None and pending is None:  # jump over steps in which no excitatory neuron fires
                 t += exc.scan(drive[t:t + self.scan_horizon], st)
                 if t >= t_steps:
                     break
             if not any_input:
                 xt = None
             elif per_step:
-                xt = self.syn.read(spikes[t].to(self.dtype), ledger, rows)
-                xt = self.exc.drive(xt * self.w_unit if self.w_unit != 1.0 else xt)
+                if sync and t == 0:
+                    xt = None  # the input spikes of step t reach the neurons at t + 1
+                else:
+                    xt = self.syn.read(spikes[t - 1 if sync else t].to(self.dtype), ledger, rows)
+                    xt = self.exc.drive(xt * self.w_unit if self.w_unit != 1.0 else xt)
             else:
                 xt = drives[t]
-            if conductance:  # Brian 1's order: a spike acts on its targets' update of the next step
+            if sync:  # BindsNET's synchronous update: every connection delivers the spikes of step t − 1
+                arriving = inhibition
+                inhibition = None
+                if pending is not None:
+                    si, ist = inh.step_after(pending * w_ei, ist, t - t_inh - 1)
+                    t_inh = t
+                    if bool(si.any()):
+                        inhibition = (si.sum(-1, keepdim=True) - si) * (-w_ie)  # reaches the excitatory layer at t + 1
+                if arriving is not None:
+                    xt = (xt if xt is not None else exc.rest_term) + arriving
+                s, st = exc.step(xt, st, learning, gen, picks[t] if picks is not None else None)
+                pending = s
+            elif conductance:  # Brian 1's order: a spike acts on its targets' update of the next step
                 s, st = exc.step(xt, st, learning, gen, inhibition=inhibition)
                 si, ist = inh.step(exc_to_inh, ist)
                 exc_to_inh = s * w_ei if s is not None else None
@@ -305,7 +373,7 @@ class DiehlCookNetwork:
                 if inhibition is not None:
                     xt = (xt if xt is not None else exc.rest_term) + inhibition
                     inhibition = None
-                s, st = exc.step(xt, st, learning, gen)
+                s, st = exc.step(xt, st, learning, gen, picks[t] if picks is not None else None)
                 if s is not None:  # the inhibitory layer only has input (and can only spike) now
                     si, ist = inh.step_after(s * w_ei, ist, t - t_inh - 1)
                     t_inh = t
@@ -323,7 +391,7 @@ class DiehlCookNetwork:
         self.stats.steps += t_steps
         return post.sum(0), (post if record else None)
 
-    def _run_replicas(self, drive: Tensor, st, ist, learning: bool, record: bool):
+    def _run_replicas(self, drive: Tensor, st, ist, learning: bool, record: bool, picks: Tensor | None = None):
         """:meth:`_run` for ``R > 1`` current-based networks: every replica keeps its **own clock**. Each
         round, every replica without pending inhibition jumps over its quiet steps from its own time
         (:meth:`DiehlCookCurrentLIF.scan`, per replica: the first crossing of each), then every replica not yet
@@ -360,13 +428,19 @@ class DiehlCookNetwork:
         t_inh = torch.full((r,), -1, dtype=torch.long, device=dev)
         inhib = None  # inhibition arriving at each replica's next step (±0 where none)
         pend = torch.zeros(r, dtype=torch.bool, device=dev)
+        sync = self.cfg.synchronous
+        pend_s = None  # synchronous: each replica's excitatory spikes of its previous step (0 where none)
+        pend_e = torch.zeros(r, dtype=torch.bool, device=dev)  # replicas whose previous step had a spike
         v, refrac, vi, ri = st.v, st.refrac, ist.v, ist.refrac
         rest, decay, thr_steps = exc.rest_term, exc.decay, float(exc.refrac_steps)
         w_ei, w_ie = self.cfg.w_ei * self.w_unit, self.cfg.w_ie * self.w_unit
         shape1 = (r, 1, 1)
         while True:
             # -- quiet stretches, per replica (those without inhibition arriving) -----------------
-            scan = ~pend if inhib is not None else None
+            if sync and pend_s is not None:
+                scan = ~(pend_e | pend) if inhib is not None else ~pend_e
+            else:
+                scan = ~pend if inhib is not None else None
             if scan is None or bool(scan.any()):
                 length = (t_steps - t).clamp_(max=horizon)  # [R] window of each replica (≤ 0: at the end)
                 idx = (t.view(1, r) + jh.view(-1, 1)).clamp_(max=t_steps - 1)  # [H, R]
@@ -389,6 +463,15 @@ class DiehlCookNetwork:
             xt = drive[t.clamp(max=t_steps - 1), rr]  # [R, B, N]
             if inhib is not None:
                 xt += inhib  # ±0 where none arrives (x + (±0) = x)
+            inhib = None
+            if sync and pend_s is not None:
+                # the inhibitory layers of the replicas that spiked at their previous step take this step
+                inhib, got = self._inhibit_replicas(pend_s, pend_e & ev, t, t_inh, ist, dpow, crest)
+                if inhib is not None:
+                    pend = got
+                t_inh = torch.where(pend_e & ev, t, t_inh)
+                pend_s = None
+                pend_e = torch.zeros_like(pend_e)
             u1 = torch.where(refrac <= 0, xt, rest)
             if n_ev == r:
                 torch.add(u1, v, alpha=decay, out=v)
@@ -400,7 +483,6 @@ class DiehlCookNetwork:
                 s = (v_new >= st.thr) & evv
                 v.copy_(torch.where(evv, v_new, v))
                 refrac.sub_(evv.to(dt))
-            inhib = None
             if not bool(s.any()):
                 t += ev
                 continue
@@ -415,28 +497,17 @@ class DiehlCookNetwork:
             if exc.one_spike:
                 need = (cnt > 1) if b == 1 else (cnt > 0)
                 for k in torch.nonzero(need).flatten().tolist():  # ties: a few replicas, a few steps
-                    q = torch.rand(sf[k:k + 1].shape, generator=gens[k], device=dev, dtype=dt) * sf[k:k + 1]
-                    win = q.argmax(-1, keepdim=True)
-                    sf[k:k + 1] = torch.zeros_like(q).scatter_(-1, win, sf[k:k + 1].gather(-1, win))
-            spk = cnt > 0  # [R] replicas with a spike: their inhibitory layer steps now
+                    sf[k:k + 1] = _pick_one(sf[k:k + 1], gens[k], picks[t[k], k:k + 1] if picks is not None else None)
+            spk = cnt > 0  # [R] replicas with a spike: their inhibitory layer steps now (synchronous: next step)
             ti = torch.nonzero(spk).flatten()
             post[t[ti], ti] = sf[ti]
-            # DiehlCookInhibitoryLIF.step_after per replica, after gap = n + 1 steps since its last update
-            gap = t - t_inh
-            vi_new = torch.addcmul(torch.where(ri <= (gap - 1).to(dt).view(shape1), sf * w_ei, 0.0), vi,
-                                   dpow[gap].view(shape1).expand_as(vi)).add_(crest[gap].view(shape1))
-            ri_new = ri - gap.to(dt).view(shape1)
-            sp = spk.view(shape1)
-            si = (vi_new >= inh.v_thresh) & sp
-            ri_new.masked_fill_(si, float(inh.refrac_steps))
-            vi_new.masked_fill_(si, inh.v_reset)
-            vi.copy_(torch.where(sp, vi_new, vi))
-            ri.copy_(torch.where(sp, ri_new, ri))
-            t_inh = torch.where(spk, t, t_inh)
-            if bool(si.any()):
-                sif = si.to(dt)
-                inhib = (sif.sum(-1, keepdim=True) - sif) * (-w_ie)
-                pend = si.flatten(1).any(1)
+            if sync:
+                pend_s, pend_e = sf, spk
+            else:
+                inhib, got = self._inhibit_replicas(sf, spk, t, t_inh, ist, dpow, crest)
+                if inhib is not None:
+                    pend = got
+                t_inh = torch.where(spk, t, t_inh)
             t += ev
         # the inhibitory layers catch up to the end of the presentation
         nq = (t_steps - 1 - t_inh).clamp_(min=0)
@@ -447,24 +518,109 @@ class DiehlCookNetwork:
         self.stats.steps += t_steps
         return post.sum(0), (post if record else None)
 
+    def _inhibit_replicas(self, sf: Tensor, spk: Tensor, t: Tensor, t_inh: Tensor, ist, dpow: Tensor, crest: Tensor):
+        """:meth:`DiehlCookInhibitoryLIF.step_after` for the replicas ``spk`` ``[R]`` at their step ``t``, with the
+        excitatory spikes ``sf`` ``[R, B, N]`` as input, after ``t − t_inh`` steps since each one's last update
+        (``dpow``/``crest``: the catch-up factors ``e^(−k·dt/τ_i)`` and rest terms). Returns the inhibition of the
+        excitatory layer (``None`` if no inhibitory neuron fired) and the replicas it reaches."""
+        inh, dt = self.inh, self.dtype
+        vi, ri = ist.v, ist.refrac
+        shape1 = (spk.shape[0], 1, 1)
+        gap = (t - t_inh).clamp_(max=dpow.shape[0] - 1)
+        vi_new = torch.addcmul(torch.where(ri <= (gap - 1).to(dt).view(shape1), sf * (self.cfg.w_ei * self.w_unit), 0.0),
+                               vi, dpow[gap].view(shape1).expand_as(vi)).add_(crest[gap].view(shape1))
+        ri_new = ri - gap.to(dt).view(shape1)
+        sp = spk.view(shape1)
+        si = (vi_new >= inh.v_thresh) & sp
+        ri_new.masked_fill_(si, float(inh.refrac_steps))
+        vi_new.masked_fill_(si, inh.v_reset)
+        vi.copy_(torch.where(sp, vi_new, vi))
+        ri.copy_(torch.where(sp, ri_new, ri))
+        if not bool(si.any()):
+            return None, None
+        sif = si.to(dt)
+        return (sif.sum(-1, keepdim=True) - sif) * (-self.cfg.w_ie * self.w_unit), si.flatten(1).any(1)
+
     def _run_conductance(self, drive: Tensor | None, t_steps: int, st, ist, learning: bool, record: bool,
-                         horizon: int):
-        """:meth:`_run` for conductance-based neurons with the weights fixed over the presentation
-        (:func:`~algorithms.neurons.diehl_cook.run_conductance`: quiet stretches jumped over in closed form,
-        the steps with spikes stepped exactly)."""
+                         horizon: int, spikes: Tensor | None = None, rows: Tensor | None = None):
+        """:meth:`_run` for conductance-based neurons (:func:`~algorithms.neurons.diehl_cook.run_conductance`:
+        quiet stretches jumped over in closed form, the steps with spikes stepped exactly). The weights are
+        those of the presentation's start; with ``online_dw`` (learning, triplet rule, one sample per replica)
+        the rule's Δw acts on the drive as it accrues, as Brian 1's per-event writes do
+        (:class:`~algorithms.learning.rules.OnlineTripletDrive`; the weights themselves are written after the
+        presentation as before)."""
         cfg = self.cfg
+        if cfg.input_delay_s > 0 and spikes is not None:
+            drive = self._delayed_drive(spikes, rows, t_steps, st, drive is not None)
+        plastic = None
+        if (learning and cfg.online_dw and drive is not None and spikes is not None and spikes.shape[2] == 1
+                and isinstance(self.rule, TripletSTDP)):
+            w = self.syn.weights()
+            w = w if rows is None else w.index_select(1, rows)
+            d = None
+            if cfg.input_delay_s > 0:
+                d = self._input_delays() if rows is None else self._input_delays().index_select(1, rows)
+            plastic = OnlineTripletDrive(self.rule, spikes[:, :, 0].to(self.dtype), rows, w, self.syn.gain, d)
         post = run_conductance(self.exc, self.inh, drive, t_steps, st, ist, cfg.w_ei * self.w_unit,
-                               cfg.w_ie * self.w_unit, learning, horizon)
+                               cfg.w_ie * self.w_unit, learning, horizon, plastic=plastic)
         self.stats.steps += t_steps
         return post.sum(0), (post if record else None)
 
+    def _input_delays(self) -> Tensor:
+        """Per-synapse input delays in steps ``[R, n_in, n]`` (long): ``floor(U[0, 1)·input_delay_s/dt)``, as Brian 1's
+        ``DelayConnection`` (``delay=(0 ms, 10 ms)``: a uniform delay per synapse, truncated to whole steps),
+        drawn once from a generator seeded by the network's (replica r: its own), not from its stream."""
+        if getattr(self, "_delays", None) is None:
+            cfg = self.cfg
+            gens = self.generators if self.generators is not None else [self.generator] * self.R
+            out = []
+            for k, g in enumerate(gens):
+                seed = (g.initial_seed() if g is not None else 0) + 0x5DE1A7 + (k if self.generators is None else 0)
+                u = torch.rand(self.n_in, self.n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+                out.append(torch.floor(u * (cfg.input_delay_s / cfg.dt_s) + 1e-9).long())
+            self._delays = torch.stack(out).to(self.device)
+            if isinstance(self.rule, TripletSTDP):
+                self.rule.delays = self._delays
+        return self._delays
+
+    def _delayed_drive(self, spikes: Tensor, rows: Tensor | None, t_steps: int, st, any_input: bool) -> Tensor | None:
+        """The input drive ``[T, R, B, N]`` with per-synapse delays: input spike ``(t, i)`` adds ``w_ij`` to column
+        ``j`` at step ``t + D_ij`` (the weights of the presentation's start); what arrives after the last step is
+        carried in ``st.spill`` to the next call (the rest). Software synapses (a crossbar read delays whole rows:
+        see the README)."""
+        from .synapses import TorchSynapses
+
+        if not isinstance(self.syn, TorchSynapses):
+            raise ValueError("algorithm.input_delay_s: per-synapse input delays are modelled with software synapses "
+                             "only (a crossbar row is read at once); set it to 0 for crossbar synapses")
+        d_all = self._input_delays()
+        _, r, b, _ = spikes.shape
+        n = self.n
+        kd = int(round(self.cfg.input_delay_s / self.cfg.dt_s)) + 1
+        total = t_steps + kd
+        out = torch.zeros(total, r, b, n, dtype=self.dtype, device=self.device)
+        if any_input:
+            w = self.syn.weights() if rows is None else self.syn.weights().index_select(1, rows)
+            if self.syn.gain is not None:
+                w = w * self.syn.gain
+            d = d_all if rows is None else d_all.index_select(1, rows)
+            ev = torch.nonzero(spikes)  # (t, r, b, a)
+            tt = ev[:, :1] + d[ev[:, 1], ev[:, 3]]  # [K, n] arrival steps
+            flat = ((tt * r + ev[:, 1:2]) * b + ev[:, 2:3]) * n + torch.arange(n, device=self.device).view(1, -1)
+            out.view(-1).index_add_(0, flat.flatten(), w[ev[:, 1], ev[:, 3]].flatten())
+        if st.spill is not None:
+            m = st.spill.shape[0]
+            out[:m] += st.spill
+        st.spill = out[t_steps:].clone() if bool(out[t_steps:].any()) else None
+        return out[:t_steps] if (any_input or bool(out[:t_steps].any())) else None
+
     def _flush(self, ledger, active: Tensor | None = None) -> None:
         syn = self.syn
-        if syn.pending is None:
+        if not syn.has_pending():
             return
         if active is not None and not bool(active.all()):
-            syn.pending[~active] = 0.0
-        self.stats.dw_entries += float((syn.pending != 0).sum())
+            syn.drop_pending(~active)
+        self.stats.dw_entries += syn.pending_entries()
         cfg = self.cfg
         if cfg.normalisation == "reprogram" and cfg.write_every == "image":
             # one programming pass per image: Δw and the column-sum normalisation of the next presentation

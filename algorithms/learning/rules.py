@@ -56,7 +56,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["LearningRule", "PairSTDP", "TripletSTDP", "RULES", "trace_at", "trace_final", "make_rule"]
+from . import pair_kernel
+
+__all__ = ["LearningRule", "PairSTDP", "TripletSTDP", "OnlineTripletDrive", "RULES", "trace_at", "trace_final", "make_rule"]
 
 
 def _check_pos(name: str, value) -> None:
@@ -184,6 +186,9 @@ class PairSTDP(LearningRule):
             self.x_pre.mul_(self.d_pre ** pre.shape[0])
             self.x_post.mul_(self.d_post ** pre.shape[0])
             return
+        if pair_kernel.AVAILABLE and pre.device.type == "cpu" and self.x_pre.dtype == torch.float32:
+            self._presentation_compiled(pre, post, rows)
+            return
         dw = self.synapses.new_delta()
         ev = torch.nonzero(post > 0)  # [K, 3]: (t, r, j)
         if ev.shape[0] or bool(self.x_post.any()):
@@ -202,6 +207,25 @@ class PairSTDP(LearningRule):
             potentiate(dw, ev, pre_trace_at_events(pre, self.d_pre, self.x_pre, ev, rows), self.nu_post)
         _set_final(self.x_pre, pre, self.d_pre, rows)
         self.synapses.add(dw)
+
+
+    def _presentation_compiled(self, pre: Tensor, post: Tensor, rows: Tensor | None) -> None:
+        """:meth:`presentation` by the compiled walk over the spikes (:mod:`algorithms.learning.pair_kernel`)."""
+        x_pre0 = self.x_pre if rows is None else self.x_pre.index_select(1, rows)
+        block, x_pre_end, x_post_end = pair_kernel.pair_presentation(
+            pre.permute(1, 0, 2).to(torch.float32).contiguous().numpy(),  # replica-major (no copy when laid out so)
+            post.permute(1, 0, 2).to(torch.float32).contiguous().numpy(), x_pre0.numpy(),
+            self.x_post.numpy(), self.d_pre, self.d_post, self.nu_pre, self.nu_post)
+        block = torch.from_numpy(block)
+        if rows is None:
+            self.x_pre.copy_(torch.from_numpy(x_pre_end))
+        else:
+            self.x_pre.mul_(self.d_pre ** pre.shape[0])
+            self.x_pre[:, rows] = torch.from_numpy(x_pre_end)
+        self.x_post.copy_(torch.from_numpy(x_post_end))
+        cols = torch.nonzero((block != 0).any(1).any(0)).flatten()  # the columns with a Δw in some replica
+        if cols.numel():
+            self.synapses.add_block(block.index_select(2, cols), rows, cols)
 
 
 def _silent(pre: Tensor, post: Tensor) -> bool:
@@ -289,14 +313,20 @@ class TripletSTDP(LearningRule):
         if dw is not None:
             self.synapses.add(dw)
 
+    #: per-synapse input delays in steps ``[R, n_pre, n_post]`` (long) or None: the rule then sees each
+    #: synapse's pre spikes at their **arrival** (:meth:`_delayed`), as Brian 1's STDP on a DelayConnection
+    delays: Tensor | None = None
+
     def presentation(self, pre: Tensor, post: Tensor, rows: Tensor | None = None) -> None:
         """All ``T`` steps at once (the sums of :meth:`step` over the presentation); ``rows`` as in
-        :meth:`PairSTDP.presentation`."""
+        :meth:`PairSTDP.presentation`. With :attr:`delays`: :meth:`_delayed`."""
         if _silent(pre, post):  # no spike at all (the rest period): the traces only decay
             for x, d in ((self.x_pre, self.d_pre), (self.x_post1, self.d_post1), (self.x_post2, self.d_post2)):
                 x.mul_(d ** pre.shape[0])
             return
         dw = self.synapses.new_delta()
+        if self.delays is not None:
+            return self._delayed(pre, post, rows, dw)
         if self.nu_pre and (bool(self.x_post1.any()) or bool(post.any())):
             x1 = trace_at(post, self.d_post1, self.x_post1, before=True)  # [T, R, out]
             dep = torch.bmm(pre.permute(1, 2, 0).to(x1.dtype), x1.permute(1, 0, 2))  # [R, A, out]
@@ -314,6 +344,198 @@ class TripletSTDP(LearningRule):
         self.x_post1.copy_(trace_final(post, self.d_post1, self.x_post1))
         self.x_post2.copy_(trace_final(post, self.d_post2, self.x_post2))
         self.synapses.add(dw)
+
+    def _delayed(self, pre: Tensor, post: Tensor, rows: Tensor | None, dw: Tensor) -> None:
+        """The presentation's Δw with per-synapse input delays ``D`` (:attr:`delays`, steps): Brian 1's STDP on a
+        ``DelayConnection`` (``brian/experimental/c_stdp.py``, the C STDP the Diehl & Cook code selects with
+        ``usecstdp``): ``pre = 1`` at the source spike; ``w_ij −= ν_pre·post1_j`` evaluated at the arrival
+        ``t + D_ij``; on a post spike ``w_ij += ν_post·pre_i(t − D_ij)·post2before_j`` (the source's trace D_ij
+        earlier, i.e. the trace of the arrivals). So the triplet rule of :meth:`step` with each synapse's pre
+        spikes at their arrival times. Arrivals after the presentation (in the rest) are depressed by the
+        post trace decaying from its final value (no post spike in the rest's first ``max D`` steps)."""
+        _triplet_delayed(self, pre, post, rows, dw)
+
+
+def _triplet_delayed(rule, pre: Tensor, post: Tensor, rows: Tensor | None, dw: Tensor) -> None:
+    """:meth:`TripletSTDP._delayed` (module function: the rule is a dataclass)."""
+    delays = rule.delays if rows is None else rule.delays.index_select(1, rows)  # [R, A, n]
+    t_steps, r_n, a_n = pre.shape
+    n = post.shape[-1]
+    kd = int(delays.max()) + 1
+    dt = rule.x_pre.dtype
+    x0 = rule.x_pre if rows is None else rule.x_pre.index_select(1, rows)
+    ev = torch.nonzero(pre > 0)  # [K, 3]: (t, r, a)
+    cols = torch.arange(n, device=pre.device)
+    if rule.nu_pre and ev.shape[0]:
+        # depression at each arrival t + D_ij by x_post1 before that step's post spike; after the presentation
+        # (arrivals in the first steps of the rest) the trace decays from its final value
+        x1 = trace_at(post, rule.d_post1, rule.x_post1, before=True)  # [T, R, n]
+        fin = trace_final(post, rule.d_post1, rule.x_post1)
+        k = torch.arange(1, kd + 1, device=pre.device, dtype=dt).view(-1, 1, 1)
+        x1 = torch.cat([x1, fin.unsqueeze(0) * torch.exp(k * math.log(rule.d_post1))])
+        arr = ev[:, :1] + delays[ev[:, 1], ev[:, 2]]  # [K, n] arrival steps
+        g = x1[arr, ev[:, 1:2], cols.view(1, -1)]  # [K, n]
+        dep = torch.zeros(r_n, a_n, n, dtype=dt, device=pre.device).index_put_((ev[:, 1], ev[:, 2]), g, accumulate=True)
+        if rows is None:
+            dw.add_(dep, alpha=-rule.nu_pre)
+        else:
+            dw[:, rows, :] -= rule.nu_pre * dep
+    evp = torch.nonzero(post > 0)  # (t, r, j)
+    if evp.shape[0] and rule.nu_post:
+        t_last = int(evp[:, 0].max()) + 1
+        x2 = trace_at(post[:t_last], rule.d_post2, rule.x_post2, before=True)[evp[:, 0], evp[:, 1], evp[:, 2]]  # [K]
+        xp = trace_at(pre[:t_last], rule.d_pre, x0)  # [T', R, A] after each step's spikes
+        src = evp[:, :1] - delays[evp[:, 1], :, evp[:, 2]]  # [K, A]: the source step whose trace arrives now
+        before = x0[evp[:, 1]] * torch.exp((src + 1).clamp(max=0).to(dt) * math.log(rule.d_pre))  # carried in
+        xs = torch.where(src >= 0, xp[src.clamp(min=0), evp[:, 1:2], torch.arange(a_n, device=pre.device).view(1, -1)],
+                         before)
+        pot = xs * (rule.nu_post * x2).unsqueeze(1)  # [K, A]
+        full = torch.zeros(evp.shape[0], rule.synapses.n_pre, dtype=dt, device=pre.device)
+        if rows is None:
+            full = pot
+        else:
+            full[:, rows] = pot
+        potentiate(dw, evp, full, 1.0)
+    _set_final(rule.x_pre, pre, rule.d_pre, rows)
+    rule.x_post1.copy_(trace_final(post, rule.d_post1, rule.x_post1))
+    rule.x_post2.copy_(trace_final(post, rule.d_post2, rule.x_post2))
+    rule.synapses.add(dw)
+
+
+class OnlineTripletDrive:
+    """The weight changes of :class:`TripletSTDP` acting on the input drive **within** a presentation, as in
+    Brian 1 (the Diehl & Cook code writes ``w`` at every pre and post event; the next input spikes see it).
+
+    With the weights of the presentation's start ``W0`` and the rule's Δw written at every step, the drive
+    (conductance increment) of column ``j`` at step ``t'`` is ``Σ_i s_i(t')·W_ij(t'⁻)``,
+    ``W(t'⁻) = W0 + Σ_(t<t') ΔW(t)``, so it exceeds the drive of the fixed weights by::
+
+        Δx_j(t') = Σ_(t<t') [ ν_post·post_j(t)·x2_j(t⁻)·(s(t')·x_pre(t))  −  ν_pre·x1_j(t⁻)·(s(t')·s(t)) ]
+
+    (``x1``, ``x2``: the post traces before step t's post spike; ``x_pre``: the pre trace after step t's
+    spikes). The depression term is summed in closed form: between two post spikes of ``j`` the trace is
+    ``x1_j(t) = a·d1^t``, so its part is ``−ν_pre·a·s(t')·(G(t'−1) − G(t_a − 1))`` with
+    ``G(t) = Σ_(u≤t) d1^u·s(u)`` (one cumulative sum per presentation) and ``H(t') = s(t')·G(t'−1)``. Each post
+    spike of ``j`` at step ``t_s`` then changes the rest of column ``j``'s drive by one matrix-vector product::
+
+        Δx_j(t' > t_s) += s(t')·(ν_post·x2_j(t_s⁻)·x_pre(t_s) + ν_pre·δa·G(t_s)) − ν_pre·δa·H(t'),  δa = d1^(−t_s) − a
+
+    (:meth:`spike`; the segment before the first spike, ``a = x1_j(−1)·d1``, is applied by :meth:`start`).
+    Potentiation is clipped at ``w_max`` against the column's running weight; the clipping of depression at
+    ``w_min`` is not tracked (a weight at 0 receiving depression: the drive differs from the step-by-step
+    writes by ≤ ν_pre·x1 per such event). The Δw the rule writes after the presentation is unchanged
+    (:meth:`TripletSTDP.presentation`: the triplet rule's Δw does not depend on ``w``). float64.
+
+    ``pre`` ``[T, R, A]``: the input spikes on ``rows`` (``A`` inputs; the others did not spike); ``w``
+    ``[R, A, n]`` the weights of those rows; ``gain`` ``[R, 1, n]`` (normalisation ``gain``) or None.
+    """
+
+    #: with input delays: the carried-in post trace's depression term is skipped below this ``a`` (the trace
+    #: after a ≥ 150 ms rest is ≤ e^(−7.5): a drive change ≲ 1e-7 of leak units per step)
+    a_skip: float = 1e-3
+
+    def __init__(self, rule: TripletSTDP, pre: Tensor, rows: Tensor | None, w: Tensor, gain: Tensor | None = None,
+                 delays: Tensor | None = None):
+        import numpy as np
+
+        self.rule = rule
+        x0 = rule.x_pre if rows is None else rule.x_pre.index_select(1, rows)
+        pre64 = pre.to(torch.float64)
+        self.s = pre64.numpy()  # [T, R, A]
+        self.xpre = trace_at(pre64, rule.d_pre, x0.to(torch.float64)).numpy()
+        t_steps = pre.shape[0]
+        u = rule.d_post1 ** np.arange(t_steps, dtype=np.float64)
+        self.G = np.cumsum(self.s * u[:, None, None], 0)  # [T, R, A]
+        self.H = np.zeros(self.s.shape[:2])  # [T, R]: s(t)·G(t − 1)
+        self.H[1:] = np.einsum("tra,tra->tr", self.s[1:], self.G[:-1])
+        self.w0 = w.to(torch.float64).numpy().copy()  # [R, A, n]
+        self.pot = np.zeros_like(self.w0)
+        self.closed = np.zeros_like(self.w0)  # Σ over closed segments of a·(G(t_b) − G(t_a − 1))
+        self.a = rule.x_post1.to(torch.float64).numpy() * rule.d_post1  # [R, n]
+        self.t_a = np.zeros(self.a.shape, dtype=np.int64)
+        self.last = np.full(self.a.shape, -1, dtype=np.int64)
+        self.x2 = rule.x_post2.to(torch.float64).numpy().copy()
+        self.gain = gain.to(torch.float64).numpy()[:, 0] if gain is not None else None  # [R, n]
+        self.t_steps = t_steps
+        # per-synapse delays [R, A, n] (steps): column j sees the arrivals s_a(t − D_aj) (:meth:`_column`)
+        self.delays = delays.cpu().numpy() if delays is not None else None
+        self.x0 = x0.to(torch.float64).numpy()
+        self._cols = {}
+
+    def _column(self, r: int, j: int):
+        """``(S, G, H, D)`` of column ``j`` of replica ``r``: its arrival trains ``S[t, a] = s_a(t − D_aj)``
+        ``[T, A]``, their ``G`` and ``H`` (without delays: the shared ones)."""
+        import numpy as np
+
+        if self.delays is None:
+            return self.s[:, r], self.G[:, r], self.H[:, r], None
+        key = (r, j)
+        if key not in self._cols:
+            d = self.delays[r, :, j]
+            src = np.arange(self.t_steps)[:, None] - d[None, :]  # [T, A]
+            a_idx = np.arange(d.shape[0])[None, :]
+            s = np.where(src >= 0, self.s[np.maximum(src, 0), r, a_idx], 0.0)
+            u = self.rule.d_post1 ** np.arange(self.t_steps, dtype=np.float64)
+            g = np.cumsum(s * u[:, None], 0)
+            h = np.zeros(self.t_steps)
+            h[1:] = np.einsum("ta,ta->t", s[1:], g[:-1])
+            self._cols[key] = (s, g, h, d)
+        return self._cols[key]
+
+    def _xpre(self, t: int, r: int, d):
+        """The pre trace of column's synapses at step t (after the step's arrivals), ``[A]``."""
+        import numpy as np
+
+        if d is None:
+            return self.xpre[t, r]
+        src = t - d
+        a_idx = np.arange(d.shape[0])
+        return np.where(src >= 0, self.xpre[np.maximum(src, 0), r, a_idx],
+                        self.x0[r] * self.rule.d_pre ** np.minimum(src + 1, 0))
+
+    def start(self):
+        """``Δx`` ``[T, R, n]`` of the segment before the first post spike (the post trace carried in), or None."""
+        import numpy as np
+
+        if not self.rule.nu_pre or not self.a.any():
+            return None
+        if self.delays is None:
+            dx = -self.rule.nu_pre * self.H[:, :, None] * self.a[None]
+        else:
+            dx = np.zeros((self.t_steps, *self.a.shape))
+            for r, j in zip(*np.nonzero(self.a >= self.a_skip)):
+                dx[:, r, j] = -self.rule.nu_pre * self.a[r, j] * self._column(int(r), int(j))[2]
+            self.a[self.a < self.a_skip] = 0.0
+        return dx * self.gain[None] if self.gain is not None else dx
+
+    def spike(self, t: int, r: int, j: int):
+        """Post spike of column ``j`` of replica ``r`` at step ``t``: the change of its drive at steps ``t+1 …``."""
+        rule = self.rule
+        p2b = self.x2[r, j] * rule.d_post2 ** (t + 1) if self.last[r, j] < 0 else rule.d_post2 ** (t - self.last[r, j])
+        s_c, g_c, h_c, d = self._column(r, j)
+        ta = self.t_a[r, j]
+        g_prev = g_c[ta - 1] if ta > 0 else 0.0
+        seg = self.a[r, j] * (g_c[t] - g_prev)  # [A]: the open segment's Σ a·d1^u·s(u), u ≤ t
+        w_cur = self.w0[r, :, j] + self.pot[r, :, j] - rule.nu_pre * (self.closed[r, :, j] + seg)
+        pot = rule.nu_post * p2b * self._xpre(t, r, d)
+        w_max = rule.synapses.w_max
+        pot = self._clip_pot(pot, w_cur, w_max)
+        self.pot[r, :, j] += pot
+        self.closed[r, :, j] += seg
+        a_new = rule.d_post1 ** (-t)
+        da = a_new - self.a[r, j]
+        self.a[r, j], self.t_a[r, j], self.last[r, j] = a_new, t + 1, t
+        if t + 1 >= self.t_steps:
+            return None
+        vec = pot + rule.nu_pre * da * g_c[t]
+        dx = s_c[t + 1:] @ vec - rule.nu_pre * da * h_c[t + 1:]
+        return dx * self.gain[r, j] if self.gain is not None else dx
+
+    @staticmethod
+    def _clip_pot(pot, w_cur, w_max):
+        import numpy as np
+
+        return np.minimum(pot, np.maximum(w_max - w_cur, 0.0))
 
 
 RULES = {"pair": PairSTDP, "triplet": TripletSTDP}

@@ -30,7 +30,7 @@ leak and instantaneous voltage jumps, one step being::
     v ← v_rest + (v − v_rest)·e^(−dt/τ)
     v ← v + x·[refrac ≤ 0];  refrac ← refrac − dt
     s = v ≥ v_thresh + θ;  refrac[s] ← t_ref;  v[s] ← v_reset;  θ ← θ + θ+·Σ_batch s (learning only)
-    one_spike: of the neurons with s, one (uniformly at random) emits the spike
+    one_spike: of the m neurons with s, the ⌊u·m⌋-th (u ~ U[0, 1), one per step) emits the spike
 
 (``x`` = Σ w over the input spikes, weights in mV: 1 weight unit = ``w_unit`` = 1 mV). As in BindsNET,
 every neuron above threshold is reset and adapts, but only the one picked emits a spike (the stand-in
@@ -93,12 +93,22 @@ class DiehlCookState:
     #: conductance network (Brian 1 order): the synaptic conductance increment that arrives at this layer's
     #: next step (spikes emitted in one step act on the targets' state update of the next), carried across calls
     pending: Tensor | None = None
+    #: input drive already on its way (per-synapse input delays): ``[K, R, B, N]`` conductance increments that
+    #: arrive at the next call's first ``K`` steps
+    spill: Tensor | None = None
 
 
-def _pick_one(s: Tensor, generator: torch.Generator | None) -> Tensor:
-    """Keep one spike per ``[r, b]`` row of ``s`` (uniformly among the set entries); BindsNET ``one_spike``."""
-    r = torch.rand(s.shape, generator=generator, device=s.device, dtype=s.dtype) * s
-    win = r.argmax(-1, keepdim=True)  # rows without a spike pick index 0, where s is 0
+def _pick_one(s: Tensor, generator: torch.Generator | None, u: Tensor | None = None) -> Tensor:
+    """Keep one spike per ``[r, b]`` row of ``s`` (uniformly among the set entries); BindsNET ``one_spike``.
+
+    With ``m`` entries set and ``u ~ U[0, 1)`` (one per row, ``[..., 1]``; pre-drawn, else drawn from
+    ``generator``), the ``⌊u·m⌋``-th set entry in index order (``u·m`` in float64) emits the spike."""
+    if u is None:
+        u = torch.rand((*s.shape[:-1], 1), generator=generator, device=s.device, dtype=s.dtype)
+    c = s.cumsum(-1)
+    m = c[..., -1:]
+    k = torch.minimum(torch.floor(u.to(torch.float64) * m.to(torch.float64)), m.to(torch.float64) - 1)
+    win = (c.to(torch.float64) > k).to(torch.int8).argmax(-1, keepdim=True)  # rows without a spike: index 0, s = 0
     return torch.zeros_like(s).scatter_(-1, win, s.gather(-1, win))
 
 
@@ -196,8 +206,9 @@ class DiehlCookCurrentLIF:
         return n
 
     def step(self, u: Tensor | None, state: DiehlCookState, learning: bool = True,
-             generator: torch.Generator | None = None) -> tuple[Tensor | None, DiehlCookState]:
+             generator: torch.Generator | None = None, pick: Tensor | None = None) -> tuple[Tensor | None, DiehlCookState]:
         """One step (``u``: see the class docstring; ``None``: no input); returns ``(spikes or None, state)``.
+        ``pick``: pre-drawn ``U[0, 1)`` ``[R, B, 1]`` for the one-spike choice (else drawn from ``generator``).
 
         BindsNET order: leak, input unless refractory, refractory count down, threshold, reset and
         θ += θ+ for **every** neuron above threshold, then (``one_spike``) one of them emits the spike.
@@ -224,7 +235,7 @@ class DiehlCookCurrentLIF:
             state.theta.add_(inc)
             state.thr.add_(inc)
         if self.one_spike and (s.numel() == s.shape[-1] and float(s.sum()) > 1 or s.numel() > s.shape[-1]):
-            s = _pick_one(s, generator)  # (a single crossing needs no pick)
+            s = _pick_one(s, generator, pick)  # (a single crossing needs no pick)
         return s, state
 
 
@@ -440,9 +451,24 @@ def _lin_scan(k: float, v_rest: float, e_exc: float, e_inh: float, ge, gi, v0, f
     return v
 
 
+def _online_update(plastic, s, t: int, x_all, ge_path, ge, decay: float, npdt) -> None:
+    """The drive of the columns that spiked at step ``t`` from step ``t+1`` on (``plastic.spike``), and their
+    ``g_e`` path recomputed from the step's ``g_e`` (``g ← g·d + x``, as :func:`decay_path`)."""
+    from scipy.signal import lfilter
+
+    b1, a1 = np.array([1.0], dtype=npdt), np.array([1.0, -decay], dtype=npdt)
+    for r, b, j in zip(*np.nonzero(s)):
+        dx = plastic.spike(t, int(r), int(j))
+        if dx is None:
+            continue
+        col = x_all[t + 1:, r, b, j]
+        col += dx.astype(npdt)
+        ge_path[t + 1:, r, b, j] = lfilter(b1, a1, col, zi=np.array([ge[r, b, j] * npdt(decay)], dtype=npdt))[0]
+
+
 def run_conductance(exc: DiehlCookConductanceLIF, inh: DiehlCookInhibitoryLIF, drive: Tensor | None, t_steps: int,
                     st: DiehlCookState, ist: DiehlCookState, w_ei: float, w_ie: float, learning: bool = True,
-                    horizon: int = 64) -> Tensor:
+                    horizon: int = 64, plastic=None) -> Tensor:
     """``t_steps`` steps of the Diehl & Cook (2015) conductance network (excitatory ``st`` → one-to-one
     inhibitory ``ist`` with weight ``w_ei`` → all-but-self inhibition ``w_ie``) with a fixed input drive
     ``drive`` ``[T, R, B, N]`` (excitatory conductance increments; None: no input, the rest period).
@@ -465,11 +491,25 @@ def run_conductance(exc: DiehlCookConductanceLIF, inh: DiehlCookInhibitoryLIF, d
     The jumped-over stretches differ from the step loop only by rounding (the float64 closed form of the
     same recursion; membrane ≲ 1e-6 mV, conductances ≲ 1 ulp); the spikes are the same unless a membrane
     ends within that of threshold.
+
+    ``plastic`` (learning, one sample per replica): an object with ``start()`` → the drive change ``[T, R, N]``
+    known before the first step (or None) and ``spike(t, r, j)`` → the change of column ``j``'s drive at steps
+    ``t+1 …`` caused by its spike at step ``t`` (or None) — the weights written within the presentation
+    (:class:`~algorithms.learning.rules.OnlineTripletDrive`, Brian 1's per-event writes). The drive and
+    ``g_e``'s path of the column are updated from the step after the spike on (the recursion recomputed from
+    the step's ``g_e``: the same operations as the step loop).
     """
     dt = st.v.dtype
     npdt = np.float32 if dt == torch.float32 else np.float64
+    x_all = _np(drive.contiguous()).copy() if drive is not None else None
+    if plastic is not None and x_all is not None:
+        dx0 = plastic.start()
+        if dx0 is not None:
+            x_all += dx0[:, :, None, :]
+            drive = torch.from_numpy(x_all)
+    else:
+        plastic = None
     ge_path = _np(decay_path(st.g_e, exc.ge_decay, t_steps, drive))
-    x_all = _np(drive.contiguous()) if drive is not None else None
     v, ge, gi, refrac, theta = _np(st.v), _np(st.g_e), _np(st.g_i), _np(st.refrac), _np(st.theta)
     st.thr = st.thr.contiguous()
     thr = _np(st.thr)
@@ -554,6 +594,8 @@ def run_conductance(exc: DiehlCookConductanceLIF, inh: DiehlCookInhibitoryLIF, d
                 theta += exc.theta_plus * sf.sum(1, keepdims=True)
                 np.add(theta, exc.v_thresh - exc.theta_offset, out=thr)
             post[t] = sf
+            if plastic is not None and t + 1 < t_steps:
+                _online_update(plastic, s, t, x_all, ge_path, ge, exc.ge_decay, npdt)
         gei *= inh.ge_decay
         if pend is not None:
             gei += pend

@@ -1,0 +1,140 @@
+"""The fast-mode (current-based) STDP engines: the compiled presentation loop and pair-rule walk (numba), the
+torch closed-form/replica engines and the torch step loop give the same network; BindsNET's synchronous
+spike order; the one-spike choice; column-sparse writes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from algorithms.learning import CrossbarSynapses, DiehlCookConfig, DiehlCookNetwork, TorchSynapses, init_weights
+from algorithms.learning import pair_kernel
+from algorithms.neurons import current_kernel
+from algorithms.neurons.diehl_cook import _pick_one
+from circuits import ADC, DAC, CrossbarSpec, MappedMatrix
+from device_models import IdealDevice
+
+torch.set_num_threads(1)
+needs_numba = pytest.mark.skipif(not current_kernel.AVAILABLE, reason="numba not installed (pip install xbarsim[fast])")
+
+
+def _images(n, n_in=784, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(n, n_in, generator=g) * (torch.rand(n, n_in, generator=g) < 0.2) * 1.5).clamp(max=1.0)
+
+
+def _run(cfg, w0, x, engine: str, monkeypatch):
+    """Train on ``x`` then respond to its first 8 images with the chosen engine: ``compiled`` (numba loops),
+    ``closed`` (torch closed-form scans) or ``step`` (the torch step loop: every step, dense rule)."""
+    compiled = engine == "compiled"
+    monkeypatch.setattr(current_kernel, "AVAILABLE", compiled)
+    monkeypatch.setattr(pair_kernel, "AVAILABLE", compiled)
+    net = DiehlCookNetwork(cfg, TorchSynapses(w0.clone()), torch.Generator().manual_seed(3))
+    net.scan_horizon = 0 if engine == "step" else 64
+    counts = torch.stack([net.present(x[i]) for i in range(x.shape[0])])
+    resp = net.responses(x[:8], 8)
+    crossings = float(net.theta.sum()) / cfg.theta_plus  # every neuron above threshold adapts
+    return counts, net.syn.weights(), net.theta, resp, crossings
+
+
+@needs_numba
+@pytest.mark.parametrize("synchronous", [True, False])
+def test_compiled_engine_equals_the_torch_step_loop(synchronous, monkeypatch):
+    """Same spikes, θ and test responses exactly; weights to float32 rounding (the rule's sums in another order:
+    ≤ 1e-6); with ties (several neurons over threshold in one step: one emits, all adapt) exercised."""
+    cfg = DiehlCookConfig.preset("fast", n_neurons=30, synchronous=synchronous)
+    w0 = init_weights(cfg, 784, 1, torch.Generator().manual_seed(1))
+    x = _images(20, seed=4)
+    ref = _run(cfg, w0, x, "step", monkeypatch)
+    for engine in ("compiled", "closed"):
+        got = _run(cfg, w0, x, engine, monkeypatch)
+        assert torch.equal(got[0], ref[0]), engine
+        assert torch.equal(got[2], ref[2]), engine
+        assert torch.equal(got[3], ref[3]), engine
+        assert torch.allclose(got[1], ref[1], atol=1e-6, rtol=0), engine
+    assert ref[4] > float(ref[0].sum()) + 5  # ties happened: more crossings than emitted spikes
+    assert float(ref[0].sum()) > 100
+
+
+def _two_neuron_net(synchronous: bool):
+    cfg = DiehlCookConfig.preset("fast", n_neurons=2, synchronous=synchronous, t_present_s=0.012)
+    w = torch.zeros(1, 2, 2)
+    w[0, 0, 0] = 1.0  # input 0 drives neuron 0 only: 20 mV per spike (w_unit 1 mV × 20)
+    net = DiehlCookNetwork(cfg, TorchSynapses(w * 20.0, 0.0, 20.0), torch.Generator().manual_seed(0))
+    return cfg, net
+
+
+@pytest.mark.parametrize("engine", ["compiled", "step"])
+@pytest.mark.parametrize("synchronous", [True, False])
+def test_spike_order_input_and_inhibition_delays(synchronous, engine, monkeypatch):
+    """One input spike at step 2 on a neuron 13 mV below threshold (20 mV jump). Synchronous (BindsNET's
+    ``Network.run``: every connection delivers the spikes of step t−1): the neuron fires at step 3, its
+    inhibitory partner at 4, and the other neuron is inhibited from step 5; otherwise: 2, 2 and 3."""
+    if engine == "compiled" and not current_kernel.AVAILABLE:
+        pytest.skip("numba not installed")
+    monkeypatch.setattr(current_kernel, "AVAILABLE", engine == "compiled")
+    cfg, net = _two_neuron_net(synchronous)
+    net.scan_horizon = 0 if engine == "step" else 64
+    st, ist = net._fresh_state(1)
+    spikes = torch.zeros(cfg.steps, 1, 1, 2, dtype=torch.bool)
+    spikes[2, 0, 0, 0] = True
+    counts, post = net._run(spikes, st, ist, learning=False, record=True)
+    t_fire = int(torch.nonzero(post[:, 0, 0, 0])[0])
+    assert t_fire == (3 if synchronous else 2)
+    assert float(counts.sum()) == 1.0
+    # the other neuron stays at rest until the inhibition arrives (−120 mV)
+    arrive = 5 if synchronous else 3
+    for n_steps, inhibited in ((arrive, False), (arrive + 1, True)):
+        st, ist = net._fresh_state(1)
+        net._run(spikes[:n_steps], st, ist, learning=False)
+        v1 = float(st.v[0, 0, 1])
+        assert (v1 < -0.15) if inhibited else v1 == pytest.approx(-65e-3, abs=1e-7), (n_steps, v1)
+
+
+def test_one_spike_pick_is_the_floor_u_m_th_crossing():
+    s = torch.tensor([[[0.0, 1.0, 0.0, 1.0, 1.0, 0.0]]])  # m = 3 crossings: neurons 1, 3, 4
+    for u, want in ((0.0, 1), (0.33, 1), (0.34, 3), (0.66, 3), (0.67, 4), (0.9999999, 4)):
+        out = _pick_one(s, None, torch.tensor([[[u]]]))
+        assert torch.equal(torch.nonzero(out[0, 0]).flatten(), torch.tensor([want])), u
+    none = torch.zeros(1, 1, 6)
+    assert float(_pick_one(none, None, torch.tensor([[[0.5]]])).sum()) == 0.0
+
+
+def _chip(w0):
+    r = w0.shape[0]
+    return MappedMatrix(w0.transpose(1, 2).contiguous(), IdealDevice(), spec=CrossbarSpec(scheme="unipolar"),
+                        dac=DAC(mode="spikes"), adc=ADC(bits=None),
+                        generator=[torch.Generator().manual_seed(3 + k) for k in range(r)], w_max=1.0, replicas=r)
+
+
+@pytest.mark.parametrize("kind", ["software", "crossbar"])
+def test_column_sparse_write_equals_the_dense_write(kind):
+    """A normalised write from a column-sparse Δw (``add_block``) gives the weights of the dense write, the
+    untouched columns unchanged (ideal device, continuous writes: equal to float32 rounding of the column sums)."""
+    g = torch.Generator().manual_seed(0)
+    w0 = 0.3 * torch.rand(3, 50, 12, generator=g)
+    rows = torch.tensor([1, 4, 7, 20, 33])
+    cols = torch.tensor([2, 5, 9])
+    block = 0.05 * torch.randn(3, 5, 3, generator=g)
+    block[1] = 0.0  # a replica without a change
+
+    def syn(w):
+        return TorchSynapses(w.clone()) if kind == "software" else CrossbarSynapses(_chip(w), rounding="none")
+
+    a, b = syn(w0), syn(w0)
+    for s in (a, b):
+        s.dirty.zero_()
+    a.add_block(block, rows, cols)
+    dense = torch.zeros(3, 50, 12)
+    dense[:, rows.unsqueeze(1), cols.unsqueeze(0)] = block
+    b.add(dense)
+    assert a.pending_entries() == b.pending_entries() == float((block != 0).sum())
+    a.flush(normalise_to=7.8)
+    b.flush(normalise_to=7.8)
+    wa, wb = a.weights(), b.weights()
+    assert torch.allclose(wa, wb, atol=2e-7, rtol=0)
+    others = torch.tensor([c for c in range(12) if c not in cols.tolist()])
+    assert torch.allclose(wa[:, :, others], w0[:, :, others], atol=1e-7)
+    touched = wa[0][:, cols]
+    assert torch.allclose(touched.sum(0), torch.full((3,), 7.8), rtol=1e-5)  # renormalised columns
+    assert torch.allclose(wa[1], w0[1], atol=1e-7)  # no Δw, not dirty: unchanged
