@@ -7,8 +7,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from algorithms.learning import CrossbarSynapses, DiehlCookConfig, DiehlCookNetwork, TorchSynapses, init_weights
-from algorithms.learning import pair_kernel
+from algorithms.learning import (
+    CrossbarSynapses,
+    DiehlCookConfig,
+    DiehlCookNetwork,
+    TorchSynapses,
+    init_weights,
+    pair_kernel,
+)
 from algorithms.neurons import current_kernel
 from algorithms.neurons.diehl_cook import _pick_one
 from circuits import ADC, DAC, CrossbarSpec, MappedMatrix

@@ -56,9 +56,9 @@ from ..encoding import PoissonEncoder
 from ..neurons import current_kernel
 from ..neurons.diehl_cook import (
     DiehlCookConductanceLIF,
-    _pick_one,
     DiehlCookCurrentLIF,
     DiehlCookInhibitoryLIF,
+    _pick_one,
     run_conductance,
 )
 from .rules import LearningRule, OnlineTripletDrive, PairSTDP, TripletSTDP
@@ -433,7 +433,6 @@ class DiehlCookNetwork:
         pend_e = torch.zeros(r, dtype=torch.bool, device=dev)  # replicas whose previous step had a spike
         v, refrac, vi, ri = st.v, st.refrac, ist.v, ist.refrac
         rest, decay, thr_steps = exc.rest_term, exc.decay, float(exc.refrac_steps)
-        w_ei, w_ie = self.cfg.w_ei * self.w_unit, self.cfg.w_ie * self.w_unit
         shape1 = (r, 1, 1)
         while True:
             # -- quiet stretches, per replica (those without inhibition arriving) -----------------

@@ -29,7 +29,7 @@ AVAILABLE = njit is not None
 
 
 def _kernel(pre, post, x_pre0, x_post0, log_pre, log_post, nu_pre, nu_post, dw, x_pre_end, x_post_end):
-    t_steps, n_rep, n_in = pre.shape
+    n_rep, t_steps, n_in = pre.shape
     n_out = post.shape[2]
     for r in range(n_rep):
         last_pre = np.full(n_in, -1, np.int64)
@@ -38,7 +38,7 @@ def _kernel(pre, post, x_pre0, x_post0, log_pre, log_post, nu_pre, nu_post, dw, 
         for t in range(t_steps):
             any_post = False
             for j in range(n_out):
-                if post[t, r, j] > 0:
+                if post[r, t, j] > 0:
                     last_post[j] = t
                     any_post = True
             # post traces at t (after this step's post spikes)
@@ -51,7 +51,7 @@ def _kernel(pre, post, x_pre0, x_post0, log_pre, log_post, nu_pre, nu_post, dw, 
                 if xp[j] != 0:
                     live = True
             for i in range(n_in):
-                if pre[t, r, i] > 0:
+                if pre[r, t, i] > 0:
                     last_pre[i] = t
                     if live and nu_pre != 0:
                         for j in range(n_out):
@@ -65,7 +65,7 @@ def _kernel(pre, post, x_pre0, x_post0, log_pre, log_post, nu_pre, nu_post, dw, 
                         xi = x_pre0[r, i] * np.exp(np.float32(t + 1) * log_pre)
                     if xi != 0:
                         for j in range(n_out):
-                            if post[t, r, j] > 0:
+                            if post[r, t, j] > 0:
                                 dw[r, i, j] += nu_post * xi
         for i in range(n_in):
             if last_pre[i] >= 0:
@@ -84,10 +84,10 @@ _compiled = njit(cache=True, nogil=True)(_kernel) if AVAILABLE else None
 
 def pair_presentation(pre: np.ndarray, post: np.ndarray, x_pre0: np.ndarray, x_post0: np.ndarray, d_pre: float,
                       d_post: float, nu_pre: float, nu_post: float):
-    """Δw ``[R, A, N]`` and the final traces for ``pre`` ``[T, R, A]``, ``post`` ``[T, R, N]`` (float32, 0/1) and
+    """Δw ``[R, A, N]`` and the final traces for ``pre`` ``[R, T, A]``, ``post`` ``[R, T, N]`` (replica-major, 0/1) and
     the traces before the presentation ``x_pre0`` ``[R, A]``, ``x_post0`` ``[R, N]`` (module docstring)."""
     f = np.float32
-    r, a, n = pre.shape[1], pre.shape[2], post.shape[2]
+    r, a, n = pre.shape[0], pre.shape[2], post.shape[2]
     dw = np.zeros((r, a, n), dtype=f)
     x_pre_end = np.empty((r, a), dtype=f)
     x_post_end = np.empty((r, n), dtype=f)

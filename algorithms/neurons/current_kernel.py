@@ -36,7 +36,7 @@ AVAILABLE = njit is not None
 
 def _kernel(drive, pick, v, refrac, theta, thr, vi, ri, post, decay, rest, v_reset, refrac_steps, theta_plus,
             learning, one_spike, w_ei, w_ie, v_thresh_i, v_reset_i, refrac_i, dpow, crest, v_rest_i, sync):
-    t_steps, n_rep, n_b, n = drive.shape
+    n_rep, t_steps, n_b, n = drive.shape
     f0 = np.float32(0.0)
     for r in range(n_rep):
         for b in range(n_b):
@@ -73,7 +73,7 @@ def _kernel(drive, pick, v, refrac, theta, thr, vi, ri, post, decay, rest, v_res
                 # -- excitatory layer --------------------------------------------------------------------
                 n_s = 0
                 for j in range(n):
-                    u = drive[t, r, b, j]
+                    u = drive[r, t, b, j]
                     if has_inhib:
                         u = u + inhib[j]
                     if refrac[r, b, j] > 0:
@@ -88,15 +88,15 @@ def _kernel(drive, pick, v, refrac, theta, thr, vi, ri, post, decay, rest, v_res
                             thr[r, 0, j] += theta_plus
                         cross[n_s] = j
                         n_s += 1
-                        post[t, r, b, j] = 1.0
+                        post[r, t, b, j] = 1.0
                     v[r, b, j] = vv
                 if n_s > 1 and one_spike:  # the ⌊u·m⌋-th of the m crossings (u·m in float64)
-                    k = int(np.floor(np.float64(pick[t, r, b]) * n_s))
+                    k = int(np.floor(np.float64(pick[r, t, b]) * n_s))
                     if k > n_s - 1:
                         k = n_s - 1
                     for i in range(n_s):
-                        post[t, r, b, cross[i]] = 0.0
-                    post[t, r, b, cross[k]] = 1.0
+                        post[r, t, b, cross[i]] = 0.0
+                    post[r, t, b, cross[k]] = 1.0
                 if new_inhib:  # the inhibitory spikes of step t (flags in prev) inhibit the others at t + 1
                     n_si = 0
                     for j in range(n):
@@ -109,14 +109,14 @@ def _kernel(drive, pick, v, refrac, theta, thr, vi, ri, post, decay, rest, v_res
                 if n_s:
                     if sync:
                         for j in range(n):
-                            prev[j] = post[t, r, b, j]
+                            prev[j] = post[r, t, b, j]
                         has_prev = True
                     else:  # the inhibitory layer steps now with these spikes, inhibition at t + 1
                         gap = t - t_inh
                         dn, cr = dpow[gap], crest[gap]
                         n_si = 0
                         for j in range(n):
-                            xj = post[t, r, b, j] * w_ei if ri[r, b, j] <= gap - 1 else f0
+                            xj = post[r, t, b, j] * w_ei if ri[r, b, j] <= gap - 1 else f0
                             vv = xj + dn * vi[r, b, j]
                             vv = vv + cr
                             ri[r, b, j] -= gap
@@ -146,11 +146,12 @@ _compiled = njit(cache=True, nogil=True)(_kernel) if AVAILABLE else None
 
 
 def run_current(exc, inh, drive, pick, st, ist, w_ei: float, w_ie: float, learning: bool, synchronous: bool):
-    """One presentation (module docstring): ``drive`` ``[T, R, B, N]`` (voltage input of each step including the
-    leak's rest term, float32 CPU), ``pick`` ``[T, R, B]`` (``U[0, 1)`` for the one-spike choice), states
-    ``st``/``ist`` advanced in place (float32 CPU). Returns the excitatory spikes ``[T, R, B, N]`` (numpy).
-    ``w_ei``/``w_ie``: the exc→inh jump and the inhibition per inhibitory spike [V] (``w_ie`` < 0)."""
-    t_steps = drive.shape[0]
+    """One presentation (module docstring), **replica-major**: ``drive`` ``[R, T, B, N]`` (voltage input of each
+    step including the leak's rest term, float32 CPU, contiguous), ``pick`` ``[R, T, B]`` (``U[0, 1)`` for the
+    one-spike choice), states ``st``/``ist`` advanced in place (float32 CPU). Returns the excitatory spikes
+    ``[R, T, B, N]`` (numpy). ``w_ei``/``w_ie``: the exc→inh jump and the inhibition per inhibitory spike [V]
+    (``w_ie`` < 0)."""
+    t_steps = drive.shape[1]
     f = np.float32
     dpow = np.array([inh.decay**k for k in range(t_steps + 2)], dtype=np.float64)
     crest = (inh.v_rest * (1.0 - dpow)).astype(f)
