@@ -144,3 +144,24 @@ def test_column_sparse_write_equals_the_dense_write(kind):
     touched = wa[0][:, cols]
     assert torch.allclose(touched.sum(0), torch.full((3,), 7.8), rtol=1e-5)  # renormalised columns
     assert torch.allclose(wa[1], w0[1], atol=1e-7)  # no Δw, not dirty: unchanged
+
+
+@needs_numba
+@pytest.mark.parametrize("synchronous", [True, False])
+def test_torch_replica_engine_equals_the_compiled_loop(synchronous, monkeypatch):
+    """R = 3 replicas on the torch replica engine (every replica on its own clock, closed-form quiet stretches)
+    give the compiled loop's spikes and θ exactly (one generator per replica)."""
+    cfg = DiehlCookConfig.preset("fast", n_neurons=20, synchronous=synchronous)
+    w0 = init_weights(cfg, 784, 3, torch.Generator().manual_seed(2))
+    x = _images(10, seed=6)
+    out = {}
+    for compiled in (True, False):
+        monkeypatch.setattr(current_kernel, "AVAILABLE", compiled)
+        net = DiehlCookNetwork(cfg, TorchSynapses(w0.clone()), [torch.Generator().manual_seed(20 + k) for k in range(3)])
+        counts = torch.stack([net.present(x[i]) for i in range(x.shape[0])])
+        out[compiled] = (counts, net.theta.clone(), net.syn.weights(), net.responses(x[:6], 6))
+    assert torch.equal(out[True][0], out[False][0])
+    assert torch.equal(out[True][1], out[False][1])
+    assert torch.equal(out[True][3], out[False][3])
+    assert torch.allclose(out[True][2], out[False][2], atol=1e-6, rtol=0)
+    assert float(out[True][0].sum()) > 60
