@@ -53,6 +53,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -421,6 +422,8 @@ class OnlineTripletDrive:
         Δx_j(t' > t_s) += s(t')·(ν_post·x2_j(t_s⁻)·x_pre(t_s) + ν_pre·δa·G(t_s)) − ν_pre·δa·H(t'),  δa = d1^(−t_s) − a
 
     (:meth:`spike`; the segment before the first spike, ``a = x1_j(−1)·d1``, is applied by :meth:`start`).
+    With per-synapse delays ``D`` each column sees its own arrival trains ``s_a(t − D_aj)``: ``G``, ``H`` and the
+    products are then sums over the column's arrival events (sparse, O(input spikes) per spiking column).
     Potentiation is clipped at ``w_max`` against the column's running weight; the clipping of depression at
     ``w_min`` is not tracked (a weight at 0 receiving depression: the drive differs from the step-by-step
     writes by ≤ ν_pre·x1 per such event). The Δw the rule writes after the presentation is unchanged
@@ -436,8 +439,6 @@ class OnlineTripletDrive:
 
     def __init__(self, rule: TripletSTDP, pre: Tensor, rows: Tensor | None, w: Tensor, gain: Tensor | None = None,
                  delays: Tensor | None = None):
-        import numpy as np
-
         self.rule = rule
         x0 = rule.x_pre if rows is None else rule.x_pre.index_select(1, rows)
         pre64 = pre.to(torch.float64)
@@ -461,31 +462,48 @@ class OnlineTripletDrive:
         self.delays = delays.cpu().numpy() if delays is not None else None
         self.x0 = x0.to(torch.float64).numpy()
         self._cols = {}
+        self._events = {}
 
     def _column(self, r: int, j: int):
         """``(S, G, H, D)`` of column ``j`` of replica ``r``: its arrival trains ``S[t, a] = s_a(t − D_aj)``
         ``[T, A]``, their ``G`` and ``H`` (without delays: the shared ones)."""
-        import numpy as np
-
         if self.delays is None:
             return self.s[:, r], self.G[:, r], self.H[:, r], None
         key = (r, j)
         if key not in self._cols:
+            # the column's arrivals as events (t_e = t + D_aj < T, a_e), sorted by time: sparse, O(K) per column
+            if r not in self._events:
+                self._events[r] = np.nonzero(self.s[:, r])
+            t_src, a_src = self._events[r]
             d = self.delays[r, :, j]
-            src = np.arange(self.t_steps)[:, None] - d[None, :]  # [T, A]
-            a_idx = np.arange(d.shape[0])[None, :]
-            s = np.where(src >= 0, self.s[np.maximum(src, 0), r, a_idx], 0.0)
-            u = self.rule.d_post1 ** np.arange(self.t_steps, dtype=np.float64)
-            g = np.cumsum(s * u[:, None], 0)
+            t_e = t_src + d[a_src]
+            keep = t_e < self.t_steps
+            t_e, a_e = t_e[keep], a_src[keep]
+            order = np.argsort(t_e, kind="stable")
+            t_e, a_e = t_e[order], a_e[order]
+            u = self.rule.d_post1 ** t_e.astype(np.float64)
+            # H(t) = Σ_(events at t) G_a(t − 1): each event's earlier arrivals of the same input (one per step)
             h = np.zeros(self.t_steps)
-            h[1:] = np.einsum("ta,ta->t", s[1:], g[:-1])
-            self._cols[key] = (s, g, h, d)
+            if t_e.size:
+                by_a = np.lexsort((t_e, a_e))  # by input, then time
+                cs = np.cumsum(u[by_a])
+                first = np.r_[True, a_e[by_a][1:] != a_e[by_a][:-1]]
+                start = np.maximum.accumulate(np.where(first, np.arange(by_a.size), 0))  # group start
+                before = np.where(start > 0, cs[np.maximum(start - 1, 0)], 0.0)
+                h = np.bincount(t_e[by_a], weights=cs - u[by_a] - before, minlength=self.t_steps)
+            self._cols[key] = ((t_e, a_e, u), None, h, d)
         return self._cols[key]
+
+    def _g_at(self, col, t: int, a_n: int):
+        """``G(t)`` ``[A]`` of a column: Σ over its arrivals up to step t of d1^(t_e)."""
+        if col[1] is not None or col[3] is None:
+            return col[1][t]
+        t_e, a_e, u = col[0]
+        k = int(np.searchsorted(t_e, t, side="right"))
+        return np.bincount(a_e[:k], weights=u[:k], minlength=a_n)
 
     def _xpre(self, t: int, r: int, d):
         """The pre trace of column's synapses at step t (after the step's arrivals), ``[A]``."""
-        import numpy as np
-
         if d is None:
             return self.xpre[t, r]
         src = t - d
@@ -495,8 +513,6 @@ class OnlineTripletDrive:
 
     def start(self):
         """``Δx`` ``[T, R, n]`` of the segment before the first post spike (the post trace carried in), or None."""
-        import numpy as np
-
         if not self.rule.nu_pre or not self.a.any():
             return None
         if self.delays is None:
@@ -512,10 +528,13 @@ class OnlineTripletDrive:
         """Post spike of column ``j`` of replica ``r`` at step ``t``: the change of its drive at steps ``t+1 …``."""
         rule = self.rule
         p2b = self.x2[r, j] * rule.d_post2 ** (t + 1) if self.last[r, j] < 0 else rule.d_post2 ** (t - self.last[r, j])
-        s_c, g_c, h_c, d = self._column(r, j)
+        col = self._column(r, j)
+        s_c, _, h_c, d = col
+        a_n = self.w0.shape[1]
         ta = self.t_a[r, j]
-        g_prev = g_c[ta - 1] if ta > 0 else 0.0
-        seg = self.a[r, j] * (g_c[t] - g_prev)  # [A]: the open segment's Σ a·d1^u·s(u), u ≤ t
+        g_t = self._g_at(col, t, a_n)
+        g_prev = self._g_at(col, ta - 1, a_n) if ta > 0 else 0.0
+        seg = self.a[r, j] * (g_t - g_prev)  # [A]: the open segment's Σ a·d1^u·s(u), u ≤ t
         w_cur = self.w0[r, :, j] + self.pot[r, :, j] - rule.nu_pre * (self.closed[r, :, j] + seg)
         pot = rule.nu_post * p2b * self._xpre(t, r, d)
         w_max = rule.synapses.w_max
@@ -527,14 +546,18 @@ class OnlineTripletDrive:
         self.a[r, j], self.t_a[r, j], self.last[r, j] = a_new, t + 1, t
         if t + 1 >= self.t_steps:
             return None
-        vec = pot + rule.nu_pre * da * g_c[t]
-        dx = s_c[t + 1:] @ vec - rule.nu_pre * da * h_c[t + 1:]
+        vec = pot + rule.nu_pre * da * g_t
+        if d is None:
+            dx = s_c[t + 1:] @ vec
+        else:  # Σ over the column's arrivals after t
+            t_e, a_e, _ = s_c
+            k = int(np.searchsorted(t_e, t, side="right"))
+            dx = np.bincount(t_e[k:] - (t + 1), weights=vec[a_e[k:]], minlength=self.t_steps - t - 1)
+        dx = dx - rule.nu_pre * da * h_c[t + 1:]
         return dx * self.gain[r, j] if self.gain is not None else dx
 
     @staticmethod
     def _clip_pot(pot, w_cur, w_max):
-        import numpy as np
-
         return np.minimum(pot, np.maximum(w_max - w_cur, 0.0))
 
 
