@@ -165,3 +165,29 @@ def test_torch_replica_engine_equals_the_compiled_loop(synchronous, monkeypatch)
     assert torch.equal(out[True][3], out[False][3])
     assert torch.allclose(out[True][2], out[False][2], atol=1e-6, rtol=0)
     assert float(out[True][0].sum()) > 60
+
+
+@needs_numba
+@pytest.mark.parametrize("read_before_write", [False, True])
+def test_stochastic_compiled_path_equals_torch_path(read_before_write, monkeypatch):
+    """Bernoulli stochastic STDP: the compiled trace walk and switching pass give bit for bit the torch path's
+    binary synapses, attempts and switches (the same draws in the same order)."""
+    from algorithms.learning.stochastic import BinarySynapses, StochasticSTDP
+
+    cfg = DiehlCookConfig.preset("fast", n_neurons=16, normalisation="gain")
+    x = _images(12, seed=8)
+    out = {}
+    for compiled in (True, False):
+        monkeypatch.setattr(pair_kernel, "AVAILABLE", compiled)
+        syn = BinarySynapses(2, 784, 16, p_init=0.2, generator=torch.Generator().manual_seed(4),
+                             element_scales=(1.0, 0.3), read_before_write=read_before_write)
+        rule = StochasticSTDP(gamma_pot=0.05, gamma_dep=0.02)
+        net = DiehlCookNetwork(cfg, syn, [torch.Generator().manual_seed(30 + k) for k in range(2)], rule=rule)
+        counts = torch.stack([net.present(x[i]) for i in range(x.shape[0])])
+        out[compiled] = (counts, [b.clone() for b in syn.bits], syn.attempts, syn.switches, rule.x_pre.clone())
+    a, b = out[True], out[False]
+    assert torch.equal(a[0], b[0])
+    assert all(torch.equal(u, v) for u, v in zip(a[1], b[1]))
+    assert (a[2], a[3]) == (b[2], b[3])
+    assert torch.allclose(a[4], b[4], atol=1e-6)
+    assert a[3] > 50  # synapses did switch

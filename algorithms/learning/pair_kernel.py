@@ -96,3 +96,81 @@ def pair_presentation(pre: np.ndarray, post: np.ndarray, x_pre0: np.ndarray, x_p
     _compiled(np.ascontiguousarray(pre, dtype=f), np.ascontiguousarray(post, dtype=f), np.ascontiguousarray(x_pre0, dtype=f),
               np.ascontiguousarray(x_post0, dtype=f), lp, lq, f(nu_pre), f(nu_post), dw, x_pre_end, x_post_end)
     return dw, x_pre_end, x_post_end
+
+
+def _events_kernel(pre, x0, log_d, ev_t, ev_r, out, x_end):
+    n_rep, t_steps, n_in = pre.shape
+    n_ev = ev_t.shape[0]
+    for r in range(n_rep):
+        last = np.full(n_in, -1, np.int64)
+        k = 0
+        for t in range(t_steps):
+            for i in range(n_in):
+                if pre[r, t, i] > 0:
+                    last[i] = t
+            while k < n_ev and ev_t[k] <= t:
+                if ev_t[k] == t and ev_r[k] == r:
+                    for i in range(n_in):
+                        if last[i] >= 0:
+                            out[k, i] = np.exp(np.float32(t - last[i]) * log_d)
+                        else:
+                            out[k, i] = x0[r, i] * np.exp(np.float32(t + 1) * log_d)
+                k += 1
+        for i in range(n_in):
+            if last[i] >= 0:
+                x_end[r, i] = np.exp(np.float32(t_steps - 1 - last[i]) * log_d)
+            else:
+                x_end[r, i] = x0[r, i] * np.exp(np.float32(t_steps) * log_d)
+
+
+_events_compiled = njit(cache=True, nogil=True)(_events_kernel) if AVAILABLE else None
+
+
+def traces_at_events(pre: np.ndarray, x0: np.ndarray, decay: float, ev_t: np.ndarray, ev_r: np.ndarray):
+    """Nearest-spike traces (after the step's spikes) of the inputs ``pre`` ``[R, T, A]`` (replica-major, 0/1) at
+    the events ``(ev_t, ev_r)`` (sorted by time) ``[K, A]``, and the traces after the presentation ``[R, A]``
+    (``x0``: before it) — :func:`~algorithms.learning.rules.pre_trace_at_events` and
+    :func:`~algorithms.learning.rules.trace_final` in one walk."""
+    f = np.float32
+    out = np.empty((ev_t.shape[0], pre.shape[2]), dtype=f)
+    x_end = np.empty((pre.shape[0], pre.shape[2]), dtype=f)
+    ld = f(math.log(decay)) if decay > 0 else f(-np.inf)
+    _events_compiled(np.ascontiguousarray(pre, dtype=f), np.ascontiguousarray(x0, dtype=f), ld,
+                     np.ascontiguousarray(ev_t, dtype=np.int64), np.ascontiguousarray(ev_r, dtype=np.int64), out, x_end)
+    return out, x_end
+
+
+def _switch_kernel(cols, p, u, scale, p_max, bits, read_before_write):
+    n_ev, n_in = p.shape
+    n_att = 0
+    n_sw = 0
+    for k in range(n_ev):
+        c = cols[k]
+        for i in range(n_in):
+            pm = abs(np.float64(p[k, i])) * scale
+            if pm > p_max:
+                pm = p_max
+            if pm > 0:
+                target = p[k, i] > 0
+                if read_before_write and bits[c, i] == target:
+                    continue
+                n_att += 1
+                if u[k, i] < pm and bits[c, i] != target:
+                    bits[c, i] = target
+                    n_sw += 1
+    return n_att, n_sw
+
+
+_switch_compiled = njit(cache=True, nogil=True)(_switch_kernel) if AVAILABLE else None
+
+
+def bernoulli_switch(cols: np.ndarray, p: np.ndarray, u: np.ndarray, scale: float, p_max: float, bits: np.ndarray,
+                     read_before_write: bool) -> tuple[int, int]:
+    """Bernoulli write attempts in order: event ``k`` on column ``cols[k]`` (a row of ``bits`` ``[R·out, in]``, bool,
+    updated in place) with signed probabilities ``p[k]``, element scale ``scale``, capped at ``p_max``; the cell
+    takes the sign's state where ``u[k] < |p[k]|·scale``. Returns (attempts, switches) — the attempts a
+    read-before-write driver skips (cell already in the target state) not counted."""
+    n_att, n_sw = _switch_compiled(np.ascontiguousarray(cols, dtype=np.int64), np.ascontiguousarray(p),
+                                   np.ascontiguousarray(u, dtype=np.float64), float(scale), float(p_max), bits,
+                                   bool(read_before_write))
+    return int(n_att), int(n_sw)

@@ -71,6 +71,7 @@ from torch import Tensor
 
 from device_models import Device
 
+from . import pair_kernel
 from .rules import LearningRule, _set_final, pre_trace_at_events, trace_final
 from .synapses import CrossbarSynapses, Synapses
 
@@ -161,11 +162,31 @@ class StochasticSTDP(LearningRule):
         if self.depression in ("pre", "both"):
             return LearningRule.presentation(self, pre, post, rows)
         ev = torch.nonzero(post > 0)  # [K, 3]: (t, r, j), in time order
-        if ev.shape[0]:
-            x_pre = pre_trace_at_events(pre, self.decay_pre, self.x_pre, ev, rows)  # [K, in]
-            self._emit(ev[:, 1] * self.synapses.n_post + ev[:, 2], self.post_probabilities(x_pre))
-        _set_final(self.x_pre, pre, self.decay_pre, rows)
+        if pair_kernel.AVAILABLE and pre.device.type == "cpu" and self.x_pre.dtype == torch.float32:
+            x_pre = self._traces_compiled(pre, ev, rows)
+        else:
+            x_pre = pre_trace_at_events(pre, self.decay_pre, self.x_pre, ev, rows) if ev.shape[0] else None
+            _set_final(self.x_pre, pre, self.decay_pre, rows)
         self.x_post.copy_(trace_final(post, self.decay_post, self.x_post))
+        if ev.shape[0]:
+            self._emit(ev[:, 1] * self.synapses.n_post + ev[:, 2], self.post_probabilities(x_pre))
+
+    def _traces_compiled(self, pre: Tensor, ev: Tensor, rows: Tensor | None) -> Tensor:
+        """The pre traces at the post events ``[K, in]`` and the final pre traces (set in place), in one compiled
+        walk (:func:`~algorithms.learning.pair_kernel.traces_at_events`; inputs outside ``rows`` never spiked)."""
+        x0 = self.x_pre if rows is None else self.x_pre.index_select(1, rows)
+        sub, x_end = pair_kernel.traces_at_events(pre.permute(1, 0, 2).to(torch.float32).contiguous().numpy(), x0.numpy(),
+                                                  self.decay_pre, ev[:, 0].numpy(), ev[:, 1].numpy())
+        sub = torch.from_numpy(sub)
+        if rows is None:
+            out = sub
+            self.x_pre.copy_(torch.from_numpy(x_end))
+        else:
+            out = self.x_pre[ev[:, 1]] * torch.exp((ev[:, :1] + 1).to(self.x_pre.dtype) * math.log(self.decay_pre))
+            out[:, rows] = sub
+            self.x_pre.mul_(self.decay_pre ** pre.shape[0])
+            self.x_pre[:, rows] = torch.from_numpy(x_end)
+        return out
 
     def _emit(self, cols: Tensor, p: Tensor) -> None:
         """Column attempts ``(cols [K], p [K, in])`` in time order → the synapses.
@@ -452,6 +473,9 @@ class BinarySynapses(Synapses):
             return
         order = torch.sort(cols, stable=True).indices  # group by column, keep time order within a column
         cols, p = cols[order], p[order]
+        if self.mode == "bernoulli" and pair_kernel.AVAILABLE and cols.device.type == "cpu":
+            self._switch_compiled(cols, p)
+            return
         K = cols.shape[0]
         new_seg = torch.ones(K, dtype=torch.bool, device=cols.device)
         new_seg[1:] = cols[1:] != cols[:-1]
@@ -519,6 +543,20 @@ class BinarySynapses(Synapses):
             led.add(self.name, "write", energy, events=n_att)
             if n_checks:
                 led.add(self.name, "array", read_e, events=n_checks)
+        self._w = None
+
+    def _switch_compiled(self, cols: Tensor, p: Tensor) -> None:
+        """:meth:`switch_events` in Bernoulli mode as one compiled pass over the attempts (same draws, same order,
+        same result: :func:`~algorithms.learning.pair_kernel.bernoulli_switch`)."""
+        flat = (self.replicas * self.n_post, self.n_pre)
+        pc = p.contiguous().numpy()
+        for m, sc in enumerate(self.scales):
+            u = torch.rand(p.shape, generator=self.generator, device=p.device, dtype=torch.float64)
+            bits = self.bits[m].view(flat)
+            n_att, n_sw = pair_kernel.bernoulli_switch(cols.numpy(), pc, u.numpy(), sc, self.p_max, bits.numpy(),
+                                                       self.read_before_write)
+            self.attempts += n_att
+            self.switches += n_sw
         self._w = None
 
     def read_disturb(self, reads_per_row: Tensor) -> None:
