@@ -86,3 +86,24 @@ def test_label_images_are_held_out_from_training(run):
     alg = cls(cls.make_params(n_neurons=4, phases=[0], images_per_phase=n0 - 5, n_assign_per_class=10), hw)
     with pytest.raises(ValueError, match="images_per_phase"):
         alg.fit(d, EnergyLedger())
+
+
+def test_gain_normalisation_is_kept_in_the_phase_scores():
+    """With ``normalisation: gain`` the digital per-neuron input gain is part of the chip: the phase snapshot stores
+    the gain Σ-normalising each column (column_sum/Σ_i w_ij) and the frozen scoring network reads through it."""
+    d = load_digits()
+    cls = get_algorithm("asp")
+    params = cls.make_params(n_neurons=5, phases=[0, 1], images_per_phase=8, n_assign_per_class=10,
+                             normalisation="gain", max_rate_hz=400.0)
+    alg = cls(params, Hardware(device=IdealDevice(), generator=torch.Generator().manual_seed(1)))
+    alg.fit(d, EnergyLedger())
+    for snap in alg.snapshots():
+        w, gain = snap["weights"], snap["gain"]
+        want = snap["cfg"].column_sum(w.shape[1]) / w.sum(1, keepdim=True)
+        assert gain is not None and torch.allclose(gain, want, rtol=1e-6)
+        net = alg._frozen(snap)
+        assert torch.equal(net.syn.gain, gain)
+        x = (torch.rand(3, w.shape[1], generator=torch.Generator().manual_seed(0)) < 0.5).float()
+        assert torch.allclose(net.syn.read(x.unsqueeze(0)), x.unsqueeze(0) @ w * gain, rtol=1e-5)
+    rows = alg.evaluate(d.x_test, d.y_test, 0.0)
+    assert [r["phase"] for r in rows] == [0, 1]

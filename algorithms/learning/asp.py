@@ -12,7 +12,11 @@ rate of the synaptic weights is modulated based on the temporal correlation betw
 patterns of the pre- and post-synaptic neurons … gradual forgetting of insignificant data while
 retaining significant, yet old, information"). The body of the paper (its constants, the exact
 functional forms of ``τ_leak(Post, θ)`` and ``η(Post)``, network size, images per class) was not
-available to this project; every such choice is marked *choice* below.
+available to this project; every such choice is marked *choice* below. A second search (stored public
+pages, code and issue corpora, issue 11's ASP follow-up) again found only the abstract (arXiv, the first
+section of its ar5iv rendering, paper indexes) and a link to IEEE's accepted manuscript, no text of §III
+or of the experiments and no public implementation; so the equations below are still the talk's and the
+sequential-digits protocol of :mod:`algorithms.asp` is this project's, not the paper's.
 
 * **Post activity** ``Post_j(t)``: the post-neuron's spike count, ``P_j ← P_j·e^(−dt/τ_post_acc) + s_j``.
   Default ``tau_post_acc_s = None``: no decay, the *cumulative* count — the talk's "input significance
