@@ -4,8 +4,9 @@
     python scripts/asp_sequential.py --seeds 0 1 2 --out /tmp/asp_runs/base.json [--no-stdp] [--set key=value ...]
 
 Protocol (as the example): MNIST, first ``--n-train`` training images (the last ``n_assign_per_class`` of every
-class held out for labels), digits in ``--phases`` order, ``images_per_phase`` each, 50 neurons, fast network,
+class held out for labels), digits 0, 1, …, 9 in order, ``images_per_phase`` (300) each, 50 neurons, fast network,
 ideal software synapses; scored after every phase on the first ``--n-test`` test images of the digits seen.
+MNIST from ``$ASP_MNIST``, else ``$XBARSIM_DATA`` (as the CLI), else ``/work/shared/data/mnist``.
 Writes one JSON list of rows (every algorithm × phase × seed, plus ``seed`` and the overrides) and prints the
 last phase per seed and the mean ± spread (min–max) over the seeds.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -46,7 +48,7 @@ def _value(text: str):
 def run(seed: int, overrides: dict, compare_stdp: bool, n_train: int, n_test: int, figures_dir=None,
         snap_path=None) -> list[dict]:
     torch.set_num_threads(1)
-    full = load_mnist("/work/shared/data/mnist")
+    full = load_mnist(os.environ.get("ASP_MNIST") or (None if os.environ.get("XBARSIM_DATA") else "/work/shared/data/mnist"))
     data = Dataset(full.name, full.x_train[:n_train], full.y_train[:n_train], full.x_test, full.y_test,
                    full.image_shape)
     cls = get_algorithm("asp")
