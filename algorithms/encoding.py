@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["PoissonEncoder", "BernoulliEncoder", "DirectEncoder", "ENCODERS", "make_encoder"]
+__all__ = ["PoissonEncoder", "BernoulliEncoder", "DirectEncoder", "ENCODERS", "make_encoder", "isi_spike_trains"]
 
 
 def _uniform(shape, generator: torch.Generator | None, dtype, device) -> Tensor:
@@ -60,6 +60,22 @@ class PoissonEncoder:
     def encode(self, x: Tensor, timesteps: int, generator: torch.Generator | None = None, scale: float = 1.0) -> Tensor:
         p = self.probability(x, scale)
         return (_uniform((timesteps, *p.shape), generator, p.dtype, p.device) < p).to(p.dtype)
+
+
+def isi_spike_trains(rate_hz: Tensor, t_steps: int, dt_s: float, generator: torch.Generator | None = None) -> Tensor:
+    """Spike trains ``[T, *rate.shape]`` (bool) with **Poisson-distributed inter-spike intervals**, as BindsNET
+    0.3.4's ``PoissonEncoder`` (``bindsnet.encoding.poisson``; Hazan et al., Front. Neuroinform. 12:89, 2018):
+    intervals ``n ~ Poisson(λ)`` steps with ``λ = 1/(rate·dt)``, a zero interval counted as 1, spikes at the
+    cumulative sums ``≤ T`` (the first at step ``n_1``, 1-based). The mean rate is ``rate``, but the trains are far
+    more regular than a Poisson process (interval variance λ instead of ≈ λ²); ``rate = 0``: no spike."""
+    lam = torch.where(rate_hz > 0, 1.0 / (rate_hz.clamp(min=1e-30) * dt_s), torch.zeros_like(rate_hz))
+    n = torch.poisson(lam.expand(t_steps + 1, *lam.shape).contiguous(), generator=generator)
+    n = torch.where((n == 0) & (lam > 0), torch.ones_like(n), n)
+    times = torch.cumsum(n, 0).long()  # 1-based step of each spike (0: a silent input)
+    times = torch.where(times > t_steps, torch.zeros_like(times), times)
+    out = torch.zeros((t_steps + 1, *lam.shape), dtype=torch.bool, device=rate_hz.device)
+    out.scatter_(0, times, torch.ones_like(times, dtype=torch.bool))
+    return out[1:]
 
 
 @dataclass

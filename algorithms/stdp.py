@@ -91,6 +91,9 @@ class STDPAlgorithm(Algorithm):
         synchronous: bool = param(True, description="fast mode's spike order: true — BindsNET's synchronous update "
                                   "(input at t drives the neurons at t+1, inhibition 2 steps after an excitatory "
                                   "spike); false — input at t, inhibition at t+1 (paper mode: Brian 1's order)")
+        input_spikes: str = param("poisson", description="input spike trains: poisson (a spike with p = 1 − e^(−r·dt) "
+                                  "each step) or poisson_isi (BindsNET 0.3.4's PoissonEncoder: Poisson-distributed "
+                                  "inter-spike intervals, far more regular)", choices=["poisson", "poisson_isi"])
         eval_batch: int = param(64, description="test images simulated together (learning off)", ge=1)
 
     def __init__(self, params: Any, hardware: Hardware, model: torch.nn.Module | None = None):
@@ -99,7 +102,8 @@ class STDPAlgorithm(Algorithm):
         overrides = {k: getattr(p, k) for k in ("rule", "dt_s", "t_present_s", "max_rate_hz", "nu_pre", "nu_post",
                                                  "theta_plus", "norm_total", "w_ie")}
         self.cfg = DiehlCookConfig.preset(p.mode, n_neurons=int(p.n_neurons), write_every=p.write_every,
-                                          normalisation=p.normalisation, synchronous=bool(p.synchronous), **overrides)
+                                          normalisation=p.normalisation, synchronous=bool(p.synchronous),
+                                          input_spikes=p.input_spikes, **overrides)
         self.net: DiehlCookNetwork | None = None
         self.mm: MappedMatrix | None = None
         self._assign_x = self._assign_y = None

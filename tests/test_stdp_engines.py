@@ -191,3 +191,37 @@ def test_stochastic_compiled_path_equals_torch_path(read_before_write, monkeypat
     assert (a[2], a[3]) == (b[2], b[3])
     assert torch.allclose(a[4], b[4], atol=1e-6)
     assert a[3] > 50  # synapses did switch
+
+
+def test_isi_input_trains_are_bindsnets_regular_poisson_intervals():
+    """``input_spikes: poisson_isi`` (BindsNET 0.3.4 ``PoissonEncoder``): intervals ~ Poisson(1/(r·dt)) steps, so
+    the count over T steps has mean ≈ r·T·dt (minus the first interval's offset, < 1 spike) and a variance far
+    below a Poisson process's (≈ r·T·dt): for 128 Hz over 250 ms, mean 31.5 ± 1 and variance < 8 (vs ≈ 32)."""
+    from algorithms.encoding import isi_spike_trains
+
+    rate = torch.tensor([128.0, 0.0, 20.0]).view(3, 1).expand(3, 4000).contiguous()
+    s = isi_spike_trains(rate, 250, 1e-3, torch.Generator().manual_seed(0))
+    assert s.shape == (250, 3, 4000) and s.dtype == torch.bool
+    c = s.sum(0).double()
+    assert abs(float(c[0].mean()) - 31.5) < 1.0
+    assert float(c[0].var()) < 8.0
+    assert float(c[1].sum()) == 0.0
+    assert abs(float(c[2].mean()) - 4.5) < 0.6  # 20 Hz: λ = 50 steps, spikes at ≈ 50, 100, …, 250
+    p = (rate[:1] * 1e-3).expand(250, 4000)
+    poisson_var = float((torch.rand(250, 4000, generator=torch.Generator().manual_seed(1)) < p).sum(0).double().var())
+    assert poisson_var > 4 * float(c[0].var())
+
+
+def test_isi_input_replicas_equal_separate_networks():
+    cfg = DiehlCookConfig.preset("fast", n_neurons=12, input_spikes="poisson_isi")
+    w0 = init_weights(cfg, 784, 2, torch.Generator().manual_seed(1))
+    x = _images(4, seed=2)
+    big = DiehlCookNetwork(cfg, TorchSynapses(w0.clone()), [torch.Generator().manual_seed(7 + k) for k in range(2)])
+    sep = [DiehlCookNetwork(cfg, TorchSynapses(w0[k:k + 1].clone()), torch.Generator().manual_seed(7 + k)) for k in range(2)]
+    for i in range(4):
+        c = big.present(x[i])
+        for k in range(2):
+            assert torch.equal(c[k:k + 1], sep[k].present(x[i]))
+    assert float(big.stats.exc_spikes) > 10
+    with pytest.raises(ValueError, match="algorithm.input_spikes"):
+        DiehlCookConfig.preset("fast", input_spikes="regular")

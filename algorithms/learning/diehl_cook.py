@@ -27,7 +27,11 @@ Two modes (:meth:`DiehlCookConfig.preset`)
   reset), 63.75 Hz max, conductance-based neurons, triplet rule, θ+ 0.05 mV, τ_θ 1e7 ms, θ₀ 20 mV,
   column sum 78 (78/784 of the inputs) before every presentation, initial weights ``0.3·(U + 0.01)``, w_ei 10.4, w_ie 17.0, and
   "fewer than 5 excitatory spikes → input intensity +1 (of 2, i.e. +31.875 Hz max) and present again".
-  Not reproduced: the random synaptic delays (0–10 ms) of the input connections.
+  Two further details of the released code are options, off by default (the default equals the step loop
+  and the crossbar, see the README): ``online_dw`` — Brian 1 writes ``w`` at every spike event, so a
+  presentation's Δw acts on its own later input (``OnlineTripletDrive``); ``input_delay_s: 0.01`` — the
+  per-synapse input delays U[0, 10 ms) (``delay['ee_input']``) on the drive and on the rule (arrival
+  times, as Brian's C STDP on a ``DelayConnection``), software synapses only.
 * ``fast`` — BindsNET 0.3.4 ``DiehlAndCook2015`` as run by its ``eth_mnist`` example: dt 1 ms, 250 ms,
   128 Hz max, current-based neurons with ``one_spike`` WTA, pair rule ν = (1e-4, 1e-2), w_ei 22.5,
   w_ie 120, column sum 78.4 (0.1 of the inputs), initial weights ``0.3·U``, state and traces reset between
@@ -52,7 +56,7 @@ from dataclasses import dataclass, field, fields, replace
 import torch
 from torch import Tensor
 
-from ..encoding import PoissonEncoder
+from ..encoding import PoissonEncoder, isi_spike_trains
 from ..neurons import current_kernel
 from ..neurons.diehl_cook import (
     DiehlCookConductanceLIF,
@@ -69,6 +73,7 @@ __all__ = ["DiehlCookConfig", "DiehlCookNetwork", "MODES", "WRITE_EVERY", "assig
 
 MODES = ("paper", "fast")
 WRITE_EVERY = ("step", "image")
+INPUT_SPIKES = ("poisson", "poisson_isi")
 
 #: Energy per neuron update [J], digital fp32 at 45 nm (Horowitz, ISSCC 2014: mult 3.7 pJ, add 0.9 pJ) [est]:
 #: current-based: 1 mult (leak) + 3 adds (rest term, input, threshold compare) = 6.4 pJ;
@@ -112,6 +117,9 @@ class DiehlCookConfig:
     reset_between: bool = True
     #: BindsNET's synchronous update (every connection delivers the spikes of step t−1; current-based only)
     synchronous: bool = True
+    #: input spike trains: ``poisson`` (a spike with p = 1 − e^(−r·dt) every step: a Poisson process) or
+    #: ``poisson_isi`` (BindsNET 0.3.4 ``PoissonEncoder``: Poisson-distributed inter-spike intervals, regular)
+    input_spikes: str = "poisson"
     write_every: str = "image"
     normalisation: str = "reprogram"
     #: conductance (paper) mode, triplet rule: a presentation's Δw acts on its own input drive as it accrues
@@ -126,6 +134,8 @@ class DiehlCookConfig:
             raise ValueError(f"algorithm.mode: got {self.mode!r}; allowed: {', '.join(MODES)}")
         if self.rule not in ("pair", "triplet"):
             raise ValueError(f"algorithm.rule: got {self.rule!r}; allowed: pair, triplet")
+        if self.input_spikes not in INPUT_SPIKES:
+            raise ValueError(f"algorithm.input_spikes: got {self.input_spikes!r}; allowed: {', '.join(INPUT_SPIKES)}")
         if self.write_every not in WRITE_EVERY:
             raise ValueError(f"algorithm.write_every: got {self.write_every!r}; allowed: {', '.join(WRITE_EVERY)}")
         if self.normalisation not in NORMALISATIONS:
@@ -139,7 +149,7 @@ class DiehlCookConfig:
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"algorithm.{name}: got {v!r}; must be a finite number > 0")
         for name in ("t_rest_s", "nu_pre", "nu_post", "theta_plus", "w_ei", "w_ie", "w_init_scale", "w_init_offset",
-                     "intensity_step"):
+                     "intensity_step", "input_delay_s"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"algorithm.{name}: got {v!r}; must be a finite number ≥ 0")
@@ -262,6 +272,14 @@ class DiehlCookNetwork:
         for k, g in enumerate(self.generators):
             torch.rand((t_steps, b, a), generator=g, out=buf[k])
         return buf.permute(1, 0, 2, 3)
+
+    def _isi_trains(self, rate_hz: Tensor) -> Tensor:
+        """``input_spikes: poisson_isi``: BindsNET's spike trains (:func:`~algorithms.encoding.isi_spike_trains`)
+        for the rates ``[R, b, a]`` [Hz], ``[T, R, b, a]`` (one generator per replica: replica r draws its own)."""
+        t = self.cfg.steps
+        if self.generators is None:
+            return isi_spike_trains(rate_hz, t, self.cfg.dt_s, self.generator)
+        return torch.cat([isi_spike_trains(rate_hz[k:k + 1], t, self.cfg.dt_s, g) for k, g in enumerate(self.generators)], 1)
 
     # -- state ------------------------------------------------------------------------------------
     def _train_state(self):
@@ -547,7 +565,9 @@ class DiehlCookNetwork:
         those of the presentation's start; with ``online_dw`` (learning, triplet rule, one sample per replica)
         the rule's Δw acts on the drive as it accrues, as Brian 1's per-event writes do
         (:class:`~algorithms.learning.rules.OnlineTripletDrive`; the weights themselves are written after the
-        presentation as before)."""
+        presentation as before — on a crossbar the correction is an ideal digital side path on the chip's
+        weights, not a device read, and its energy is not charged). ``input_delay_s > 0`` (software synapses):
+        the drive with per-synapse delays (:meth:`_delayed_drive`), the rule on arrival times."""
         cfg = self.cfg
         if cfg.input_delay_s > 0 and spikes is not None:
             drive = self._delayed_drive(spikes, rows, t_steps, st, drive is not None)
@@ -665,10 +685,13 @@ class DiehlCookNetwork:
                 self.inh.reset(ist)
                 if learning:
                     self.rule.reset()
-            p = self.encoder.probability(x, 1.0) if attempt == 0 else -torch.expm1(
-                -x.clamp(0, 1) * (cfg.max_rate_hz * scale) * cfg.dt_s)
-            u = self._uniform(cfg.steps, 1, rows.numel())
-            spikes = u < p.unsqueeze(1)
+            if cfg.input_spikes == "poisson_isi":
+                spikes = self._isi_trains(x.clamp(0, 1).unsqueeze(1) * (cfg.max_rate_hz * scale).unsqueeze(1))
+            else:
+                p = self.encoder.probability(x, 1.0) if attempt == 0 else -torch.expm1(
+                    -x.clamp(0, 1) * (cfg.max_rate_hz * scale) * cfg.dt_s)
+                u = self._uniform(cfg.steps, 1, rows.numel())
+                spikes = u < p.unsqueeze(1)
             if attempt:
                 spikes &= active.view(1, -1, 1, 1)
             counts = self._present_spikes(spikes, st, ist, learning, ledger, active, rows)[:, 0]
@@ -724,9 +747,13 @@ class DiehlCookNetwork:
             result = torch.zeros(self.R, b, self.n, device=self.device, dtype=self.dtype)
             for _attempt in range(cfg.max_retries + 1):
                 st, ist = self._fresh_state(b)
-                p = -torch.expm1(-xb.clamp(0, 1).unsqueeze(0) * (cfg.max_rate_hz * scale) * cfg.dt_s)  # [R, b, in]
-                u = self._uniform(cfg.steps, b, rows.numel())
-                spikes = (u < p.unsqueeze(0)) & todo.view(1, self.R, b, 1)
+                if cfg.input_spikes == "poisson_isi":
+                    spikes = self._isi_trains(xb.clamp(0, 1).unsqueeze(0) * (cfg.max_rate_hz * scale))
+                else:
+                    p = -torch.expm1(-xb.clamp(0, 1).unsqueeze(0) * (cfg.max_rate_hz * scale) * cfg.dt_s)  # [R, b, in]
+                    u = self._uniform(cfg.steps, b, rows.numel())
+                    spikes = u < p.unsqueeze(0)
+                spikes &= todo.view(1, self.R, b, 1)
                 counts, _ = self._run(spikes, st, ist, False, ledger, rows=rows)
                 result = torch.where(todo.unsqueeze(-1), counts, result)
                 if ledger is not None:
