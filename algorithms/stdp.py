@@ -91,6 +91,11 @@ class STDPAlgorithm(Algorithm):
         synchronous: bool = param(True, description="fast mode's spike order: true — BindsNET's synchronous update "
                                   "(input at t drives the neurons at t+1, inhibition 2 steps after an excitatory "
                                   "spike); false — input at t, inhibition at t+1 (paper mode: Brian 1's order)")
+        online_dw: bool = param(False, description="paper mode: the rule's Δw acts on the input drive at every spike "
+                                "event within a presentation, as Brian 1 writes w per event (the devices are still "
+                                "written after the presentation)")
+        input_delay_s: float = param(0.0, description="paper mode, software synapses: per-synapse input delays "
+                                     "U[0, input_delay_s) (the released code: 0.01); 0: none", unit="s", ge=0)
         input_spikes: str = param("poisson", description="input spike trains: poisson (a spike with p = 1 − e^(−r·dt) "
                                   "each step) or poisson_isi (BindsNET 0.3.4's PoissonEncoder: Poisson-distributed "
                                   "inter-spike intervals, far more regular)", choices=["poisson", "poisson_isi"])
@@ -103,7 +108,8 @@ class STDPAlgorithm(Algorithm):
                                                  "theta_plus", "norm_total", "w_ie")}
         self.cfg = DiehlCookConfig.preset(p.mode, n_neurons=int(p.n_neurons), write_every=p.write_every,
                                           normalisation=p.normalisation, synchronous=bool(p.synchronous),
-                                          input_spikes=p.input_spikes, **overrides)
+                                          input_spikes=p.input_spikes, online_dw=bool(p.online_dw),
+                                          input_delay_s=float(p.input_delay_s), **overrides)
         self.net: DiehlCookNetwork | None = None
         self.mm: MappedMatrix | None = None
         self._assign_x = self._assign_y = None
