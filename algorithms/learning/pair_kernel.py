@@ -28,6 +28,14 @@ __all__ = ["AVAILABLE", "pair_presentation"]
 AVAILABLE = njit is not None
 
 
+def _trace(last, x0, t, log_d):
+    """Nearest-spike trace at step ``t`` (after its spikes): ``e^((t − last)·log d)`` after a spike at ``last``,
+    ``x0·e^((t + 1)·log d)`` without one (``last`` < 0)."""
+    if last >= 0:
+        return np.exp(np.float32(t - last) * log_d)
+    return x0 * np.exp(np.float32(t + 1) * log_d)
+
+
 def _kernel(pre, post, x_pre0, x_post0, log_pre, log_post, nu_pre, nu_post, dw, x_pre_end, x_post_end):
     n_rep, t_steps, n_in = pre.shape
     n_out = post.shape[2]
@@ -44,10 +52,7 @@ def _kernel(pre, post, x_pre0, x_post0, log_pre, log_post, nu_pre, nu_post, dw, 
             # post traces at t (after this step's post spikes)
             live = False
             for j in range(n_out):
-                if last_post[j] >= 0:
-                    xp[j] = np.exp(np.float32(t - last_post[j]) * log_post)
-                else:
-                    xp[j] = x_post0[r, j] * np.exp(np.float32(t + 1) * log_post)
+                xp[j] = _trace(last_post[j], x_post0[r, j], t, log_post)
                 if xp[j] != 0:
                     live = True
             for i in range(n_in):
@@ -59,26 +64,19 @@ def _kernel(pre, post, x_pre0, x_post0, log_pre, log_post, nu_pre, nu_post, dw, 
                                 dw[r, i, j] -= nu_pre * xp[j]
             if any_post and nu_post != 0:
                 for i in range(n_in):
-                    if last_pre[i] >= 0:
-                        xi = np.exp(np.float32(t - last_pre[i]) * log_pre)
-                    else:
-                        xi = x_pre0[r, i] * np.exp(np.float32(t + 1) * log_pre)
+                    xi = _trace(last_pre[i], x_pre0[r, i], t, log_pre)
                     if xi != 0:
                         for j in range(n_out):
                             if post[r, t, j] > 0:
                                 dw[r, i, j] += nu_post * xi
         for i in range(n_in):
-            if last_pre[i] >= 0:
-                x_pre_end[r, i] = np.exp(np.float32(t_steps - 1 - last_pre[i]) * log_pre)
-            else:
-                x_pre_end[r, i] = x_pre0[r, i] * np.exp(np.float32(t_steps) * log_pre)
+            x_pre_end[r, i] = _trace(last_pre[i], x_pre0[r, i], t_steps - 1, log_pre)
         for j in range(n_out):
-            if last_post[j] >= 0:
-                x_post_end[r, j] = np.exp(np.float32(t_steps - 1 - last_post[j]) * log_post)
-            else:
-                x_post_end[r, j] = x_post0[r, j] * np.exp(np.float32(t_steps) * log_post)
+            x_post_end[r, j] = _trace(last_post[j], x_post0[r, j], t_steps - 1, log_post)
 
 
+if AVAILABLE:  # the helper first: the kernels call the compiled one
+    _trace = njit(cache=True, nogil=True)(_trace)
 _compiled = njit(cache=True, nogil=True)(_kernel) if AVAILABLE else None
 
 
@@ -111,16 +109,10 @@ def _events_kernel(pre, x0, log_d, ev_t, ev_r, out, x_end):
             while k < n_ev and ev_t[k] <= t:
                 if ev_t[k] == t and ev_r[k] == r:
                     for i in range(n_in):
-                        if last[i] >= 0:
-                            out[k, i] = np.exp(np.float32(t - last[i]) * log_d)
-                        else:
-                            out[k, i] = x0[r, i] * np.exp(np.float32(t + 1) * log_d)
+                        out[k, i] = _trace(last[i], x0[r, i], t, log_d)
                 k += 1
         for i in range(n_in):
-            if last[i] >= 0:
-                x_end[r, i] = np.exp(np.float32(t_steps - 1 - last[i]) * log_d)
-            else:
-                x_end[r, i] = x0[r, i] * np.exp(np.float32(t_steps) * log_d)
+            x_end[r, i] = _trace(last[i], x0[r, i], t_steps - 1, log_d)
 
 
 _events_compiled = njit(cache=True, nogil=True)(_events_kernel) if AVAILABLE else None

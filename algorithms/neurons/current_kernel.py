@@ -34,10 +34,36 @@ __all__ = ["AVAILABLE", "run_current"]
 AVAILABLE = njit is not None
 
 
+def _inhibitory_step(vi, ri, spikes, flags, gap, dn, cr, w_ei, v_thresh_i, v_reset_i, refrac_i):
+    """One inhibitory-layer update of one (replica, sample) after ``gap − 1`` quiet steps, with the excitatory
+    ``spikes`` as input (``DiehlCookInhibitoryLIF.step_after``); its spikes go to ``flags`` (may be ``spikes``:
+    each entry is read before it is written). Returns the number of inhibitory spikes."""
+    n_si = 0
+    for j in range(vi.shape[0]):
+        xj = spikes[j] * w_ei if ri[j] <= gap - 1 else np.float32(0.0)
+        vv = xj + dn * vi[j]
+        vv = vv + cr
+        ri[j] -= gap
+        if vv >= v_thresh_i:
+            ri[j] = refrac_i
+            vv = v_reset_i
+            flags[j] = 1.0
+            n_si += 1
+        else:
+            flags[j] = 0.0
+        vi[j] = vv
+    return n_si
+
+
+def _inhibition(flags, n_si, w_ie, inhib):
+    """All-but-self inhibition of the excitatory layer from the inhibitory spikes ``flags`` (``n_si`` of them)."""
+    for j in range(flags.shape[0]):
+        inhib[j] = (n_si - flags[j]) * w_ie
+
+
 def _kernel(drive, pick, v, refrac, theta, thr, vi, ri, post, decay, rest, v_reset, refrac_steps, theta_plus,
             learning, one_spike, w_ei, w_ie, v_thresh_i, v_reset_i, refrac_i, dpow, crest, v_rest_i, sync):
     n_rep, t_steps, n_b, n = drive.shape
-    f0 = np.float32(0.0)
     for r in range(n_rep):
         for b in range(n_b):
             inhib = np.zeros(n, np.float32)  # inhibition arriving at the next step
@@ -48,28 +74,13 @@ def _kernel(drive, pick, v, refrac, theta, thr, vi, ri, post, decay, rest, v_res
             t_inh = -1
             for t in range(t_steps):
                 # -- inhibitory layer (synchronous: with the excitatory spikes of t − 1) ---------------
-                new_inhib = False
+                n_si = 0
                 if sync and has_prev:
                     gap = t - t_inh
-                    dn, cr = dpow[gap], crest[gap]
-                    n_si = 0
-                    for j in range(n):
-                        xj = prev[j] * w_ei if ri[r, b, j] <= gap - 1 else f0
-                        vv = xj + dn * vi[r, b, j]
-                        vv = vv + cr
-                        ri[r, b, j] -= gap
-                        if vv >= v_thresh_i:
-                            ri[r, b, j] = refrac_i
-                            vv = v_reset_i
-                            prev[j] = 1.0  # reused as the inhibitory spike flag
-                            n_si += 1
-                        else:
-                            prev[j] = 0.0
-                        vi[r, b, j] = vv
+                    n_si = _inhibitory_step(vi[r, b], ri[r, b], prev, prev, gap, dpow[gap], crest[gap], w_ei,
+                                            v_thresh_i, v_reset_i, refrac_i)  # prev: now the inhibitory spikes
                     t_inh = t
                     has_prev = False
-                    if n_si:
-                        new_inhib = True
                 # -- excitatory layer --------------------------------------------------------------------
                 n_s = 0
                 for j in range(n):
@@ -97,42 +108,18 @@ def _kernel(drive, pick, v, refrac, theta, thr, vi, ri, post, decay, rest, v_res
                     for i in range(n_s):
                         post[r, t, b, cross[i]] = 0.0
                     post[r, t, b, cross[k]] = 1.0
-                if new_inhib:  # the inhibitory spikes of step t (flags in prev) inhibit the others at t + 1
-                    n_si = 0
+                if n_s and not sync:  # the inhibitory layer steps now with these spikes, inhibition at t + 1
+                    gap = t - t_inh
+                    n_si = _inhibitory_step(vi[r, b], ri[r, b], post[r, t, b], prev, gap, dpow[gap], crest[gap],
+                                            w_ei, v_thresh_i, v_reset_i, refrac_i)
+                    t_inh = t
+                has_inhib = n_si > 0  # the inhibitory spikes of step t (in prev) inhibit the others at t + 1
+                if has_inhib:
+                    _inhibition(prev, n_si, w_ie, inhib)
+                if n_s and sync:
                     for j in range(n):
-                        n_si += int(prev[j])
-                    for j in range(n):
-                        inhib[j] = (n_si - prev[j]) * w_ie
-                    has_inhib = True
-                else:
-                    has_inhib = False
-                if n_s:
-                    if sync:
-                        for j in range(n):
-                            prev[j] = post[r, t, b, j]
-                        has_prev = True
-                    else:  # the inhibitory layer steps now with these spikes, inhibition at t + 1
-                        gap = t - t_inh
-                        dn, cr = dpow[gap], crest[gap]
-                        n_si = 0
-                        for j in range(n):
-                            xj = post[r, t, b, j] * w_ei if ri[r, b, j] <= gap - 1 else f0
-                            vv = xj + dn * vi[r, b, j]
-                            vv = vv + cr
-                            ri[r, b, j] -= gap
-                            if vv >= v_thresh_i:
-                                ri[r, b, j] = refrac_i
-                                vv = v_reset_i
-                                prev[j] = 1.0
-                                n_si += 1
-                            else:
-                                prev[j] = 0.0
-                            vi[r, b, j] = vv
-                        t_inh = t
-                        if n_si:
-                            for j in range(n):
-                                inhib[j] = (n_si - prev[j]) * w_ie
-                            has_inhib = True
+                        prev[j] = post[r, t, b, j]
+                    has_prev = True
             # the inhibitory layer catches up to the end of the presentation
             nq = t_steps - 1 - t_inh
             if nq > 0:
@@ -142,6 +129,9 @@ def _kernel(drive, pick, v, refrac, theta, thr, vi, ri, post, decay, rest, v_res
                     ri[r, b, j] -= nq
 
 
+if AVAILABLE:  # the helpers first: the kernel calls the compiled ones
+    _inhibitory_step = njit(cache=True, nogil=True)(_inhibitory_step)
+    _inhibition = njit(cache=True, nogil=True)(_inhibition)
 _compiled = njit(cache=True, nogil=True)(_kernel) if AVAILABLE else None
 
 
