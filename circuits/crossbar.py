@@ -84,11 +84,20 @@ from torch import Tensor
 from device_models import Device, DeviceState
 from device_models.base import GeneratorStack, new_generator, randn
 
-__all__ = ["AdmittanceSplit", "Crossbar", "PLASTIC_SOLVES", "READ_ENERGIES", "SOLVERS", "split_admittance"]
+__all__ = ["AdmittanceSplit", "Crossbar", "PLASTIC_SOLVES", "READ_ENERGIES", "SOLVERS", "check_read_energy",
+           "split_admittance"]
 
 SOLVERS = ("ideal", "exact")
 PLASTIC_SOLVES = ("exact", "bounded")
 READ_ENERGIES = ("exact", "bounded")
+
+
+def check_read_energy(mode, tol) -> None:
+    """``crossbar.read_energy`` / ``read_energy_tol``: a clear error naming the key (shared by the YAML spec)."""
+    if mode not in READ_ENERGIES:
+        raise ValueError(f"crossbar.read_energy: got {mode!r}; allowed: {', '.join(READ_ENERGIES)}")
+    if isinstance(tol, bool) or not (isinstance(tol, (int, float)) and 0 < tol < 1):
+        raise ValueError(f"crossbar.read_energy_tol: got {tol!r}; must be a relative tolerance in (0, 1)")
 #: κ of the bounded-staleness bound: cell voltages within [0, V] for inputs in [0, V], within ±V
 #: of 0 for signed inputs of magnitude ≤ V (|x| ≤ 2V)
 _KAPPA_SIGNED, _KAPPA_NONNEG = 2.0, 1.0
@@ -232,10 +241,7 @@ class Crossbar:
             raise ValueError(f"crossbar.plastic_solve: got {plastic_solve!r}; allowed: {', '.join(PLASTIC_SOLVES)}")
         if not (plastic_tol > 0 and math.isfinite(plastic_tol)):
             raise ValueError(f"crossbar.plastic_tol: got {plastic_tol!r}; must be a finite relative tolerance > 0")
-        if read_energy not in READ_ENERGIES:
-            raise ValueError(f"crossbar.read_energy: got {read_energy!r}; allowed: {', '.join(READ_ENERGIES)}")
-        if isinstance(read_energy_tol, bool) or not (0 < read_energy_tol < 1):
-            raise ValueError(f"crossbar.read_energy_tol: got {read_energy_tol!r}; must be a relative tolerance in (0, 1)")
+        check_read_energy(read_energy, read_energy_tol)
         self.rows, self.cols = int(rows), int(cols)
         self.device = device
         self.r_wire_row, self.r_wire_col = float(r_wire_row), float(r_wire_col)

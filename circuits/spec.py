@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from .crossbar import READ_ENERGIES, check_read_energy
+
 __all__ = ["CrossbarSpec", "SCHEMES", "WeightCoding", "weight_coding"]
 
 SCHEMES = ("differential", "offset", "unipolar")
@@ -94,16 +96,12 @@ class CrossbarSpec:
     read_energy: str = field(default="exact", metadata=dict(
         description="solver exact: read energy t·vYvᵀ exact (one rows×rows product per read) or bounded "
         "(diagonal + low-rank split of Y, certified relative error ≤ read_energy_tol on every read)",
-        choices=("exact", "bounded")))
+        choices=READ_ENERGIES))
     read_energy_tol: float = field(default=1e-3, metadata=dict(
         description="read_energy bounded: certified relative error bound of the read energy", gt=0, lt=1))
 
     def __post_init__(self):
-        if self.read_energy not in ("exact", "bounded"):
-            raise ValueError(f"crossbar.read_energy: got {self.read_energy!r}; allowed: 'exact', 'bounded'")
-        if isinstance(self.read_energy_tol, bool) or not (isinstance(self.read_energy_tol, (int, float))
-                                                          and 0 < self.read_energy_tol < 1):
-            raise ValueError(f"crossbar.read_energy_tol: got {self.read_energy_tol!r}; must be a relative tolerance in (0, 1)")
+        check_read_energy(self.read_energy, self.read_energy_tol)
         if self.cols < 2:
             raise ValueError(f"crossbar.cols: got {self.cols!r}; the {self.scheme} mapping needs ≥ 2 columns")
         c = self.coding
