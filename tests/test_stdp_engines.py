@@ -225,3 +225,19 @@ def test_isi_input_replicas_equal_separate_networks():
     assert float(big.stats.exc_spikes) > 10
     with pytest.raises(ValueError, match="algorithm.input_spikes"):
         DiehlCookConfig.preset("fast", input_spikes="regular")
+
+
+def test_column_sparse_dense_fallback_rewrites_only_the_changed_columns():
+    """A block touching more than half of the columns goes the whole-array way; a replica without a change in
+    a column another replica changed keeps that column's weights (no renormalisation write)."""
+    g = torch.Generator().manual_seed(5)
+    w0 = 0.3 * torch.rand(2, 30, 6, generator=g)
+    syn = CrossbarSynapses(_chip(w0), rounding="none")
+    syn.dirty.zero_()
+    block = torch.zeros(2, 30, 6)
+    block[0] = 0.02 * torch.rand(30, 6, generator=g)  # replica 0 changes every column, replica 1 none
+    syn.add_block(block, None, torch.arange(6))
+    syn.flush(normalise_to=2.0)
+    w = syn.weights()
+    assert torch.allclose(w[1], w0[1], atol=1e-7)
+    assert torch.allclose(w[0].sum(0), torch.full((6,), 2.0), rtol=1e-5)

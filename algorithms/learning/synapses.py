@@ -481,9 +481,7 @@ class CrossbarSynapses(Synapses):
         if not self.sliced or cols_r.shape[1] > self.n_post // 2:
             dw = self.new_delta()
             dw[:, :, allc] = d.transpose(1, 2)
-            self.dirty.zero_()
-            self.dirty[:, allc] = True  # (restored for the dense write, which recomputes it)
-            self._apply_normalised(dw, total, ledger)
+            self._apply_normalised(dw, total, ledger)  # (its dirty mask: the one just updated, unchanged by dw)
             return
         ridx = self._ridx(cols_r)
         pos = torch.searchsorted(allc, cols_r.contiguous()).clamp_(max=allc.numel() - 1)
