@@ -168,10 +168,12 @@ def test_torch_replica_engine_equals_the_compiled_loop(synchronous, monkeypatch)
 
 
 @needs_numba
-@pytest.mark.parametrize("read_before_write", [False, True])
-def test_stochastic_compiled_path_equals_torch_path(read_before_write, monkeypatch):
-    """Bernoulli stochastic STDP: the compiled trace walk and switching pass give bit for bit the torch path's
-    binary synapses, attempts and switches (the same draws in the same order)."""
+@pytest.mark.parametrize("read_before_write,depression", [(False, "anti_hebbian"), (True, "anti_hebbian"),
+                                                          (False, "none"), (False, "balanced")])
+def test_stochastic_compiled_path_equals_torch_path(read_before_write, depression, monkeypatch):
+    """Bernoulli stochastic STDP: the compiled trace walk (probabilities in the kernel, or traces for
+    ``balanced``) and switching pass give bit for bit the torch path's binary synapses, attempts and switches
+    (the same counter-based draws)."""
     from algorithms.learning.stochastic import BinarySynapses, StochasticSTDP
 
     cfg = DiehlCookConfig.preset("fast", n_neurons=16, normalisation="gain")
@@ -181,7 +183,7 @@ def test_stochastic_compiled_path_equals_torch_path(read_before_write, monkeypat
         monkeypatch.setattr(pair_kernel, "AVAILABLE", compiled)
         syn = BinarySynapses(2, 784, 16, p_init=0.2, generator=torch.Generator().manual_seed(4),
                              element_scales=(1.0, 0.3), read_before_write=read_before_write)
-        rule = StochasticSTDP(gamma_pot=0.05, gamma_dep=0.02)
+        rule = StochasticSTDP(gamma_pot=0.05, gamma_dep=0.02, depression=depression)
         net = DiehlCookNetwork(cfg, syn, [torch.Generator().manual_seed(30 + k) for k in range(2)], rule=rule)
         counts = torch.stack([net.present(x[i]) for i in range(x.shape[0])])
         out[compiled] = (counts, [b.clone() for b in syn.bits], syn.attempts, syn.switches, rule.x_pre.clone())
@@ -241,3 +243,21 @@ def test_column_sparse_dense_fallback_rewrites_only_the_changed_columns():
     w = syn.weights()
     assert torch.allclose(w[1], w0[1], atol=1e-7)
     assert torch.allclose(w[0].sum(0), torch.full((6,), 2.0), rtol=1e-5)
+
+
+def test_post_events_and_final_traces_from_events():
+    """The event forms of the post spikes (``spike_events``: ``torch.nonzero`` order) and of the final trace
+    (``trace_final_events``, torch and compiled) equal the dense forms."""
+    from algorithms.learning.rules import trace_final, trace_final_events
+
+    g = torch.Generator().manual_seed(2)
+    post = (torch.rand(50, 3, 7, generator=g) < 0.05).float()
+    post[:, 1] = 0.0  # a replica without spikes
+    x0 = torch.rand(3, 7, generator=g)
+    ev = torch.nonzero(post > 0)
+    want = trace_final(post, 0.9, x0)
+    assert torch.equal(trace_final_events(ev, 50, 0.9, x0), want)
+    if pair_kernel.AVAILABLE:
+        assert torch.equal(torch.from_numpy(pair_kernel.spike_events(post.permute(1, 0, 2).contiguous().numpy())), ev)
+        got = torch.from_numpy(pair_kernel.trace_final_events(ev.numpy(), x0.numpy(), 0.9, 50))
+        assert torch.allclose(got, want, rtol=1e-6, atol=0)

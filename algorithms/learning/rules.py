@@ -97,6 +97,19 @@ def trace_final(spikes: Tensor, decay: float, x0: Tensor) -> Tensor:
     return torch.where(last > 0, x, x0 * decay**t_steps)
 
 
+def trace_final_events(ev: Tensor, t_steps: int, decay: float, x0: Tensor) -> Tensor:
+    """:func:`trace_final` from the spike events ``ev = (t, r, j)`` ``[K, 3]`` of a presentation of ``t_steps`` steps
+    (``x0`` ``[R, n]`` before it): the same values, with work proportional to the spikes."""
+    r, n = x0.shape
+    last = torch.zeros(r * n, dtype=torch.long, device=x0.device)  # 1-based step of the last spike (0: none)
+    if ev.shape[0]:
+        last.scatter_reduce_(0, ev[:, 1] * n + ev[:, 2], ev[:, 0] + 1, "amax")
+    last = last.view(r, n)
+    since = (t_steps - last).to(torch.float64)
+    x = torch.exp(since * math.log(decay)).to(x0.dtype) if decay > 0 else (since == 0).to(x0.dtype)
+    return torch.where(last > 0, x, x0 * decay**t_steps)
+
+
 def potentiate(dw: Tensor, ev: Tensor, values: Tensor, scale: float) -> None:
     """``dw[r_k, :, j_k] += scale·values[k]`` for post events ``ev = (t, r, j)`` ``[K, 3]`` (repeats accumulate)."""
     rows = torch.arange(dw.shape[1], device=dw.device).unsqueeze(0)

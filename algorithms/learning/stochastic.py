@@ -44,7 +44,10 @@ fast element and a stable slow one); the effective weight is
 
 Two realisms (:class:`BinarySynapses`)
 --------------------------------------
-* ``bernoulli``: the algorithm draws ``u ~ U[0,1)`` per attempted cell and switches where ``u < P``.
+* ``bernoulli``: the algorithm draws ``u ~ U[0,1)`` per attempted cell and switches where ``u < P``. The draws
+  (both modes) are counter-based (:mod:`~algorithms.learning.counter_rng`, SplitMix64: a pure function of the
+  attempt's index and a per-call seed from the synapses' generator), so the compiled pass evaluates them only
+  for cells not already in the target state and still gives the torch path's result bit for bit.
 * ``device``: every element is an MTJ cell (:class:`device_models.STTMTJ` / ``SOTMTJ``). The write
   circuit turns ``P`` into a pulse through the model's inverse at **nominal** parameters,
   ``I = current_scale · I_nom(P, t_pulse)`` (:meth:`~device_models.MTJ.current_for_probability`:
@@ -71,8 +74,8 @@ from torch import Tensor
 
 from device_models import Device
 
-from . import pair_kernel
-from .rules import LearningRule, _set_final, pre_trace_at_events, trace_final
+from . import counter_rng, pair_kernel
+from .rules import LearningRule, _set_final, pre_trace_at_events, trace_final_events
 from .synapses import CrossbarSynapses, Synapses
 
 __all__ = ["StochasticSTDP", "BinarySynapses", "MTJCrossbarSynapses", "DEPRESSION_MODES", "SYNAPSE_MODES", "expected_switch_probability"]
@@ -161,32 +164,35 @@ class StochasticSTDP(LearningRule):
         """
         if self.depression in ("pre", "both"):
             return LearningRule.presentation(self, pre, post, rows)
-        ev = torch.nonzero(post > 0)  # [K, 3]: (t, r, j), in time order
-        if pair_kernel.AVAILABLE and pre.device.type == "cpu" and self.x_pre.dtype == torch.float32:
-            x_pre = self._traces_compiled(pre, ev, rows)
+        compiled = pair_kernel.AVAILABLE and pre.device.type == "cpu" and self.x_pre.dtype == torch.float32
+        if compiled:
+            ev = torch.from_numpy(pair_kernel.spike_events(post.permute(1, 0, 2).contiguous().numpy()))
+            p = self._probabilities_compiled(pre, ev, rows)
         else:
+            ev = torch.nonzero(post > 0)  # [K, 3]: (t, r, j), in time order
             x_pre = pre_trace_at_events(pre, self.decay_pre, self.x_pre, ev, rows) if ev.shape[0] else None
             _set_final(self.x_pre, pre, self.decay_pre, rows)
-        self.x_post.copy_(trace_final(post, self.decay_post, self.x_post))
-        if ev.shape[0]:
-            self._emit(ev[:, 1] * self.synapses.n_post + ev[:, 2], self.post_probabilities(x_pre))
-
-    def _traces_compiled(self, pre: Tensor, ev: Tensor, rows: Tensor | None) -> Tensor:
-        """The pre traces at the post events ``[K, in]`` and the final pre traces (set in place), in one compiled
-        walk (:func:`~algorithms.learning.pair_kernel.traces_at_events`; inputs outside ``rows`` never spiked)."""
-        x0 = self.x_pre if rows is None else self.x_pre.index_select(1, rows)
-        sub, x_end = pair_kernel.traces_at_events(pre.permute(1, 0, 2).to(torch.float32).contiguous().numpy(), x0.numpy(),
-                                                  self.decay_pre, ev[:, 0].numpy(), ev[:, 1].numpy())
-        sub = torch.from_numpy(sub)
-        if rows is None:
-            out = sub
-            self.x_pre.copy_(torch.from_numpy(x_end))
+            p = self.post_probabilities(x_pre) if ev.shape[0] else None
+        if compiled:
+            self.x_post.copy_(torch.from_numpy(pair_kernel.trace_final_events(ev.numpy(), self.x_post.numpy(),
+                                                                              self.decay_post, post.shape[0])))
         else:
-            out = self.x_pre[ev[:, 1]] * torch.exp((ev[:, :1] + 1).to(self.x_pre.dtype) * math.log(self.decay_pre))
-            out[:, rows] = sub
-            self.x_pre.mul_(self.decay_pre ** pre.shape[0])
-            self.x_pre[:, rows] = torch.from_numpy(x_end)
-        return out
+            self.x_post.copy_(trace_final_events(ev, post.shape[0], self.decay_post, self.x_post))
+        if ev.shape[0]:
+            self._emit(ev[:, 1] * self.synapses.n_post + ev[:, 2], p)
+
+    def _probabilities_compiled(self, pre: Tensor, ev: Tensor, rows: Tensor | None) -> Tensor:
+        """:meth:`post_probabilities` of the pre traces at the post events ``[K, in]``, and the final pre traces (set
+        in place), in one compiled walk (:func:`~algorithms.learning.pair_kernel.traces_at_events`; inputs outside
+        ``rows`` never spiked). ``"balanced"`` takes the traces and scales them in torch."""
+        rule = self.depression if self.depression in ("anti_hebbian", "none") else "trace"
+        out, x_end = pair_kernel.traces_at_events(
+            pre.permute(1, 0, 2).contiguous().numpy(), self.x_pre.numpy(), self.decay_pre, ev[:, 0].numpy(),
+            ev[:, 1].numpy(), None if rows is None else rows.numpy(), rule, self.gamma_pot, self.gamma_dep,
+            self.x_window, self.p_min)
+        self.x_pre.copy_(torch.from_numpy(x_end))
+        out = torch.from_numpy(out)
+        return out if rule != "trace" else self.post_probabilities(out)
 
     def _emit(self, cols: Tensor, p: Tensor) -> None:
         """Column attempts ``(cols [K], p [K, in])`` in time order → the synapses.
@@ -370,6 +376,7 @@ class BinarySynapses(Synapses):
             self.g_on_nom = float(device.g_p)
             self.g_ref = float(device.g_p / (1.0 + device.tmr_at(self.v_read)))  # nominal AP at the read bias
         self._w: Tensor | None = None
+        self._colsum: Tensor | None = None  # [R, out] column sums of ``_w``
 
     # -- state ------------------------------------------------------------------------------
     @property
@@ -405,7 +412,15 @@ class BinarySynapses(Synapses):
                 self._w = self.w_min + (self.w_max - self.w_min) * self._on()
             else:
                 self._w = self.w_min + (self._g() - self.k * self.g_ref) / self.g_scale
+            self._colsum = None
         return self._w
+
+    def column_sums(self) -> Tensor:
+        """``Σ_i w_ij`` ``[R, 1, out]``, kept per column between writes (Bernoulli writes refresh their columns)."""
+        w = self._w_post_major()
+        if self._colsum is None:
+            self._colsum = w.sum(2)
+        return self._colsum.unsqueeze(1)
 
     def weights(self) -> Tensor:
         """Effective weights ``[R, in, out]`` in weight units: what the column currents encode."""
@@ -426,8 +441,8 @@ class BinarySynapses(Synapses):
         ``ledger`` component ``array``.
         """
         x = spikes.to(self.dtype)
-        w = self.weights()
-        y = torch.bmm(x, w if rows is None else w.index_select(1, rows))
+        w = self._w_post_major()  # [R, out, in]: gather the rows' entries along the contiguous dimension
+        y = torch.bmm(x, (w if rows is None else w.index_select(2, rows)).transpose(1, 2))
         if self.mode == "device":
             n = self.dense(x.sum(1), rows)  # [R, in] reads per row
             led = ledger if ledger is not None else self.ledger
@@ -487,6 +502,8 @@ class BinarySynapses(Synapses):
         sign = p > 0
         wd = torch.float64
         energy, n_att, read_e, n_checks = 0.0, 0.0, 0.0, 0.0
+        seed = counter_rng.new_seed(self.generator)
+        index = torch.arange(p.numel(), device=p.device).view(p.shape)
         for m, sc in enumerate(self.scales):
             pm = (p.abs().to(wd) * sc).clamp(max=self.p_max)
             att = pm > 0
@@ -506,7 +523,7 @@ class BinarySynapses(Synapses):
                 i_abs = torch.where(att, i_abs, torch.zeros_like(i_abs))
                 t = torch.tensor(self.t_pulse_s, dtype=wd, device=pm.device)
                 p_sw = self.cell._p_sw(i_abs, t, d2d["delta"].to(wd), d2d["i_c0"].to(wd))
-            u = torch.rand(pm.shape, generator=self.generator, device=pm.device, dtype=wd)
+            u = counter_rng.uniform(seed, index + m * p.numel())
             ok = att & (u < p_sw)  # [K, in]: this attempt leaves the cell in its target state
             # last successful attempt at or before k within k's column (1-based position; 0: none)
             last = torch.cummax(torch.where(ok, pos.unsqueeze(1), torch.zeros_like(pos).unsqueeze(1)).expand_as(ok), 0).values
@@ -543,21 +560,41 @@ class BinarySynapses(Synapses):
             led.add(self.name, "write", energy, events=n_att)
             if n_checks:
                 led.add(self.name, "array", read_e, events=n_checks)
-        self._w = None
+        if self.mode == "bernoulli":
+            self._refresh_columns(ucols)
+        else:
+            self._w = None
 
     def _switch_compiled(self, cols: Tensor, p: Tensor) -> None:
         """:meth:`switch_events` in Bernoulli mode as one compiled pass over the attempts (same draws, same order,
         same result: :func:`~algorithms.learning.pair_kernel.bernoulli_switch`)."""
         flat = (self.replicas * self.n_post, self.n_pre)
         pc = p.contiguous().numpy()
+        seed = counter_rng.new_seed(self.generator)
         for m, sc in enumerate(self.scales):
-            u = torch.rand(p.shape, generator=self.generator, device=p.device, dtype=torch.float64)
             bits = self.bits[m].view(flat)
-            n_att, n_sw = pair_kernel.bernoulli_switch(cols.numpy(), pc, u.numpy(), sc, self.p_max, bits.numpy(),
-                                                       self.read_before_write)
+            n_att, n_sw = pair_kernel.bernoulli_switch(cols.numpy(), pc, seed, m * p.numel(), sc, self.p_max,
+                                                       bits.numpy(), self.read_before_write)
             self.attempts += n_att
             self.switches += n_sw
-        self._w = None
+        if self._w is not None:
+            if self._colsum is None:
+                self._colsum = self._w.sum(2)
+            pair_kernel.refresh_columns(torch.unique_consecutive(cols).numpy(), tuple(b.view(flat).numpy() for b in self.bits),
+                                        self._w.view(flat).numpy(), self._colsum.view(-1).numpy(), self.w_min, self.w_max)
+
+    def _refresh_columns(self, cols: Tensor) -> None:
+        """Bernoulli mode: recompute the held weights (and column sums) of the written columns ``cols``
+        (``r·out + j``) only, instead of the whole array at the next read."""
+        if self._w is None:
+            return
+        flat = (self.replicas * self.n_post, self.n_pre)
+        on = sum(b.view(flat).index_select(0, cols).to(self.dtype) for b in self.bits) / self.k
+        w = self.w_min + (self.w_max - self.w_min) * on
+        self._w.view(flat).index_copy_(0, cols, w)
+        if self._colsum is not None:
+            self._colsum.view(-1).index_copy_(0, cols, w.sum(1))
+        # (the compiled switching pass does the same in its kernel: pair_kernel.refresh_columns)
 
     def read_disturb(self, reads_per_row: Tensor) -> None:
         """Device mode: apply the read disturb of ``reads_per_row [R, in]`` read pulses to every cell of the row."""
