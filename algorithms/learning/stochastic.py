@@ -377,6 +377,7 @@ class BinarySynapses(Synapses):
             self.g_ref = float(device.g_p / (1.0 + device.tmr_at(self.v_read)))  # nominal AP at the read bias
         self._w: Tensor | None = None
         self._colsum: Tensor | None = None  # [R, out] column sums of ``_w``
+        self._g_cache: tuple | None = None
 
     # -- state ------------------------------------------------------------------------------
     @property
@@ -403,8 +404,13 @@ class BinarySynapses(Synapses):
         return sum(o.to(self.dtype) for o in on) / self.k
 
     def _g(self) -> Tensor:
-        """Summed read conductance of the ``k`` elements [S], ``[R, out, in]``."""
-        return sum(self.cell.read(st, 0.0, self.generator).to(self.dtype) for st in self.states)
+        """Summed read conductance of the ``k`` elements [S], ``[R, out, in]`` (at t = 0 a read is deterministic:
+        kept until a write or a disturb replaces a state)."""
+        key = tuple(id(st) for st in self.states)
+        if self._g_cache is None or self._g_cache[0] != key:
+            self._g_cache = (key, sum(self.cell.read(st, 0.0, self.generator).to(self.dtype) for st in self.states),
+                             list(self.states))  # (the states are held so that their ids stay theirs)
+        return self._g_cache[1]
 
     def _w_post_major(self) -> Tensor:
         if self._w is None:
@@ -515,10 +521,9 @@ class BinarySynapses(Synapses):
                 p_sw = pm
             else:
                 st = self.states[m]
-                b_all = self.cell.is_parallel(st).view(flat)
-                init = b_all.index_select(0, cols)
                 d2d = {k: v.reshape(flat).index_select(0, cols) for k, v in st.d2d.items()
                        if torch.is_tensor(v) and v.shape == st.g.shape}
+                init = self.cell._above_mid(st.g.reshape(flat).index_select(0, cols), d2d["g_p"].to(st.g.dtype))
                 i_abs = self.current_scale * self.cell.current_for_probability(pm, self.t_pulse_s)
                 i_abs = torch.where(att, i_abs, torch.zeros_like(i_abs))
                 t = torch.tensor(self.t_pulse_s, dtype=wd, device=pm.device)
@@ -548,9 +553,11 @@ class BinarySynapses(Synapses):
                     g_read = torch.where(before, g_p, g_p / (1.0 + self.cell.tmr_at(self.v_read)))
                     read_e += float((checks * g_read).sum()) * self.t_read_s * self.v_read**2
                     n_checks += float(checks.sum())
-                new_bits = b_all.clone()
-                new_bits.index_copy_(0, ucols, after[last_of_seg])
-                self.states[m] = self.cell._with_bits(st, new_bits.view(st.g.shape))
+                # the written columns' conductances only (the cell's own G_P / G_AP, as _with_bits sets them)
+                gp_u = d2d["g_p"][last_of_seg].to(st.g.dtype)
+                g = st.g.clone()
+                g.view(flat).index_copy_(0, ucols, torch.where(after[last_of_seg], gp_u, gp_u / (1.0 + self.cell.tmr)))
+                self.states[m] = st.replace(g=g)
             else:
                 b_all.index_copy_(0, ucols, after[last_of_seg])
         self.attempts += n_att
@@ -600,9 +607,17 @@ class BinarySynapses(Synapses):
         """Device mode: apply the read disturb of ``reads_per_row [R, in]`` read pulses to every cell of the row."""
         if self.mode != "device" or not getattr(self.cell, "read_disturb", False):
             return
-        n = reads_per_row.to(torch.float64).unsqueeze(1).expand(self.replicas, self.n_post, self.n_pre)
+        rows = torch.nonzero(reads_per_row.sum(0) > 0).flatten()  # only the rows read (others: P = 0)
+        if rows.numel() == 0:
+            return
+        n = reads_per_row.index_select(1, rows).to(torch.float64).unsqueeze(1).expand(self.replicas, self.n_post, -1)
         for m, st in enumerate(self.states):
-            self.states[m] = self.cell.disturb(st, n, self.generator)
+            sub = st.replace(g=st.g.index_select(2, rows),
+                             d2d={k: v.index_select(2, rows) if torch.is_tensor(v) and v.shape == st.g.shape else v
+                                  for k, v in st.d2d.items()})
+            g = st.g.clone()
+            g.index_copy_(2, rows, self.cell.disturb(sub, n, self.generator).g)
+            self.states[m] = st.replace(g=g)
         self._w = None
 
     def force(self, on: bool) -> None:
