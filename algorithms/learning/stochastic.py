@@ -165,18 +165,16 @@ class StochasticSTDP(LearningRule):
         if self.depression in ("pre", "both"):
             return LearningRule.presentation(self, pre, post, rows)
         compiled = pair_kernel.AVAILABLE and pre.device.type == "cpu" and self.x_pre.dtype == torch.float32
-        if compiled:
+        if compiled:  # [K, 3] post events (t, r, j) in time order, their probabilities, the final traces
             ev = torch.from_numpy(pair_kernel.spike_events(post.permute(1, 0, 2).contiguous().numpy()))
             p = self._probabilities_compiled(pre, ev, rows)
-        else:
-            ev = torch.nonzero(post > 0)  # [K, 3]: (t, r, j), in time order
-            x_pre = pre_trace_at_events(pre, self.decay_pre, self.x_pre, ev, rows) if ev.shape[0] else None
-            _set_final(self.x_pre, pre, self.decay_pre, rows)
-            p = self.post_probabilities(x_pre) if ev.shape[0] else None
-        if compiled:
             self.x_post.copy_(torch.from_numpy(pair_kernel.trace_final_events(ev.numpy(), self.x_post.numpy(),
                                                                               self.decay_post, post.shape[0])))
         else:
+            ev = torch.nonzero(post > 0)
+            x_pre = pre_trace_at_events(pre, self.decay_pre, self.x_pre, ev, rows) if ev.shape[0] else None
+            _set_final(self.x_pre, pre, self.decay_pre, rows)
+            p = self.post_probabilities(x_pre) if ev.shape[0] else None
             self.x_post.copy_(trace_final_events(ev, post.shape[0], self.decay_post, self.x_post))
         if ev.shape[0]:
             self._emit(ev[:, 1] * self.synapses.n_post + ev[:, 2], p)
