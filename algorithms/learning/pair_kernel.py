@@ -9,7 +9,14 @@ step's spikes first; BindsNET ``PostPre``, Hazan et al., Front. Neuroinform. 12:
 walking the steps once: a pre spike depresses its row by the post traces, a post spike potentiates its column
 by the pre traces — work proportional to the spikes, not to ``T × n_in × n_out``. The traces are evaluated
 as the torch code does (``exp`` of the elapsed steps times ``log d``, float32); the sums run in float32 in
-time order (the torch code sums the same terms in another order: equal to float rounding).
+time order (the torch code sums the same terms in another order: equal to float rounding); every trace value
+comes from one table of ``e^(k·log d)``, ``k = 0 … T`` (:func:`_decay_table`), built per call.
+
+The stochastic rule's (:mod:`algorithms.learning.stochastic`) compiled pieces live here too, as each shares the
+trace walk: the traces or switching probabilities at the post events (:func:`traces_at_events`), the post
+events and final traces of a presentation (:func:`spike_events`, :func:`trace_final_events`), the Bernoulli
+switching pass with counter-based draws (:func:`bernoulli_switch`) and the weight / column-sum refresh of the
+written columns (:func:`refresh_columns`).
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ try:  # optional: pip install xbarsim[fast]
 except ImportError:  # pragma: no cover
     njit = None
 
-__all__ = ["AVAILABLE", "pair_presentation"]
+__all__ = ["AVAILABLE", "pair_presentation", "traces_at_events", "spike_events", "trace_final_events",
+           "bernoulli_switch", "refresh_columns"]
 
 AVAILABLE = njit is not None
 
