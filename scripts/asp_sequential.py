@@ -4,7 +4,7 @@
     python scripts/asp_sequential.py --seeds 0 1 2 --out /tmp/asp_runs/base.json [--no-stdp] [--set key=value ...]
 
 Protocol (as the example): MNIST, first ``--n-train`` training images (the last ``n_assign_per_class`` of every
-class held out for labels), digits 0, 1, …, 9 in order, ``images_per_phase`` (300) each, 50 neurons, fast network,
+class held out for labels), digits 0, 1, …, 9 in order, ``images_per_phase`` (300) each, 100 neurons, fast network,
 ideal software synapses; scored after every phase on the first ``--n-test`` test images of the digits seen.
 MNIST from ``$ASP_MNIST``, else ``$XBARSIM_DATA`` (as the CLI), else ``/work/shared/data/mnist``.
 Writes one JSON list of rows (every algorithm × phase × seed, plus ``seed`` and the overrides) and prints the
@@ -28,7 +28,7 @@ from circuits import EnergyLedger
 from device_models import IdealDevice
 from xbarsim.datasets import Dataset, load_mnist
 
-DEFAULTS = dict(n_neurons=50, mode="fast", phases=list(range(10)), images_per_phase=300, n_assign_per_class=100,
+DEFAULTS = dict(n_neurons=100, mode="fast", phases=list(range(10)), images_per_phase=300, n_assign_per_class=100,
                 synapses="software")
 
 

@@ -47,8 +47,8 @@ sequential-digits protocol of :mod:`algorithms.asp` is this project's, not the p
   ``w(T) = max(w − α_lin·T/τ_leak, w_rest)`` (cells already below ``w_rest`` do not move).
   *Choices*: the linear dependences (monotone, as the talk states); ``P_leak`` (``leak_post_ref``)
   separate from the learning-rate ``P_0`` (null: the same), because one constant cannot both let a new
-  neuron learn for tens of images (``P_0`` ≈ 20 spikes) and keep a neuron that fired ~10³ times for a
-  class nearly unchanged over the following phases (``τ_leak ≫`` the rest of the run: ``P_leak`` ≈ 5);
+  neuron learn for tens of images (``P_0`` ≈ 10–20 spikes) and keep a neuron that fired ~10³ times for a
+  class nearly unchanged over the following phases (``τ_leak ≫`` the rest of the run: ``P_leak`` ≈ 2.5–5);
   the threshold enters through ``θ/θ_0`` (``theta_ref``; the literal ``(v_thresh + θ)/v_thresh`` with
   voltages from rest is ``θ_0 = v_thresh − v_rest``, 13 mV in the fast network; null drops it: θ grows
   with the same spikes as ``P``). The talk decays to 0; ``w_rest > 0`` (*choice*) keeps a neuron whose
