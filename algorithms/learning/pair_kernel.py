@@ -52,45 +52,59 @@ def _trace(last, x0, t, table):
     return x0 * table[t + 1]
 
 
-def _kernel(pre, post, x_pre0, x_post0, log_pre, log_post, nu_pre, nu_post, dw, x_pre_end, x_post_end):
+def _kernel(pre, post, x_pre0, x_post0, log_pre, log_post, nu_pre, nu_post, dw, x_pre_end, x_post_end, touched):
     n_rep, t_steps, n_in = pre.shape
     n_out = post.shape[2]
     tab_pre = _decay_table(log_pre, t_steps)
     tab_post = _decay_table(log_post, t_steps)
+    live = np.empty(n_out, np.int64)  # the post neurons whose trace can be nonzero (spiked, or x0 ≠ 0)
+    spk = np.empty(n_out, np.int64)  # this step's post spikes
     for r in range(n_rep):
         last_pre = np.full(n_in, -1, np.int64)
         last_post = np.full(n_out, -1, np.int64)
         xp = np.zeros(n_out, np.float32)
+        n_live = 0
+        for j in range(n_out):
+            if x_post0[r, j] != 0:
+                live[n_live] = j
+                n_live += 1
         for t in range(t_steps):
-            any_post = False
+            n_spk = 0
             for j in range(n_out):
                 if post[r, t, j] > 0:
+                    if last_post[j] < 0 and x_post0[r, j] == 0:
+                        live[n_live] = j
+                        n_live += 1
                     last_post[j] = t
-                    any_post = True
-            # post traces at t (after this step's post spikes)
-            live = False
-            for j in range(n_out):
+                    spk[n_spk] = j
+                    n_spk += 1
+            # post traces at t (after this step's post spikes); the others are 0
+            any_live = False
+            for q in range(n_live):
+                j = live[q]
                 xp[j] = _trace(last_post[j], x_post0[r, j], t, tab_post)
                 if xp[j] != 0:
-                    live = True
+                    any_live = True
             for i in range(n_in):
                 if pre[r, t, i] > 0:
                     last_pre[i] = t
-                    if live and nu_pre != 0:
-                        for j in range(n_out):
+                    if any_live and nu_pre != 0:
+                        for q in range(n_live):
+                            j = live[q]
                             if xp[j] != 0:
                                 dw[r, i, j] -= nu_pre * xp[j]
-            if any_post and nu_post != 0:
+            if n_spk > 0 and nu_post != 0:
                 for i in range(n_in):
                     xi = _trace(last_pre[i], x_pre0[r, i], t, tab_pre)
                     if xi != 0:
-                        for j in range(n_out):
-                            if post[r, t, j] > 0:
-                                dw[r, i, j] += nu_post * xi
+                        for q in range(n_spk):
+                            dw[r, i, spk[q]] += nu_post * xi
         for i in range(n_in):
             x_pre_end[r, i] = _trace(last_pre[i], x_pre0[r, i], t_steps - 1, tab_pre)
         for j in range(n_out):
             x_post_end[r, j] = _trace(last_post[j], x_post0[r, j], t_steps - 1, tab_post)
+        for q in range(n_live):
+            touched[r, live[q]] = True
 
 
 if AVAILABLE:  # the helpers first: the kernels call the compiled ones
@@ -101,18 +115,21 @@ _compiled = njit(cache=True, nogil=True)(_kernel) if AVAILABLE else None
 
 def pair_presentation(pre: np.ndarray, post: np.ndarray, x_pre0: np.ndarray, x_post0: np.ndarray, d_pre: float,
                       d_post: float, nu_pre: float, nu_post: float):
-    """Δw ``[R, A, N]`` and the final traces for ``pre`` ``[R, T, A]``, ``post`` ``[R, T, N]`` (replica-major, 0/1) and
-    the traces before the presentation ``x_pre0`` ``[R, A]``, ``x_post0`` ``[R, N]`` (module docstring)."""
+    """Δw ``[R, A, N]``, the final traces and the columns Δw can touch ``[R, N]`` (bool: the post neurons with a
+    nonzero trace at some step — every other column of ``Δw`` is 0) for ``pre`` ``[R, T, A]``, ``post`` ``[R, T, N]``
+    (replica-major, 0/1) and the traces before the presentation ``x_pre0`` ``[R, A]``, ``x_post0`` ``[R, N]``
+    (module docstring)."""
     f = np.float32
     r, a, n = pre.shape[0], pre.shape[2], post.shape[2]
     dw = np.zeros((r, a, n), dtype=f)
     x_pre_end = np.empty((r, a), dtype=f)
     x_post_end = np.empty((r, n), dtype=f)
+    touched = np.zeros((r, n), dtype=np.bool_)
     lp = f(math.log(d_pre)) if d_pre > 0 else f(-np.inf)
     lq = f(math.log(d_post)) if d_post > 0 else f(-np.inf)
     _compiled(np.ascontiguousarray(pre, dtype=f), np.ascontiguousarray(post, dtype=f), np.ascontiguousarray(x_pre0, dtype=f),
-              np.ascontiguousarray(x_post0, dtype=f), lp, lq, f(nu_pre), f(nu_post), dw, x_pre_end, x_post_end)
-    return dw, x_pre_end, x_post_end
+              np.ascontiguousarray(x_post0, dtype=f), lp, lq, f(nu_pre), f(nu_post), dw, x_pre_end, x_post_end, touched)
+    return dw, x_pre_end, x_post_end, touched
 
 
 def _probability(x, rule, g_pot, g_dep, x_win, p_min):

@@ -226,7 +226,7 @@ class PairSTDP(LearningRule):
     def _presentation_compiled(self, pre: Tensor, post: Tensor, rows: Tensor | None) -> None:
         """:meth:`presentation` by the compiled walk over the spikes (:mod:`algorithms.learning.pair_kernel`)."""
         x_pre0 = self.x_pre if rows is None else self.x_pre.index_select(1, rows)
-        block, x_pre_end, x_post_end = pair_kernel.pair_presentation(
+        block, x_pre_end, x_post_end, touched = pair_kernel.pair_presentation(
             pre.permute(1, 0, 2).to(torch.float32).contiguous().numpy(),  # replica-major (no copy when laid out so)
             post.permute(1, 0, 2).to(torch.float32).contiguous().numpy(), x_pre0.numpy(),
             self.x_post.numpy(), self.d_pre, self.d_post, self.nu_pre, self.nu_post)
@@ -237,7 +237,8 @@ class PairSTDP(LearningRule):
             self.x_pre.mul_(self.d_pre ** pre.shape[0])
             self.x_pre[:, rows] = torch.from_numpy(x_pre_end)
         self.x_post.copy_(torch.from_numpy(x_post_end))
-        cols = torch.nonzero((block != 0).any(1).any(0)).flatten()  # the columns with a Δw in some replica
+        # the columns that may hold a Δw in some replica (an all-zero column among them is no write: not dirty)
+        cols = torch.from_numpy(np.flatnonzero(touched.any(0)))
         if cols.numel():
             self.synapses.add_block(block.index_select(2, cols), rows, cols)
 

@@ -242,10 +242,20 @@ class TorchSynapses(Synapses):
         weights, as the dense write leaves them (``clip(w + 0) = w``, not dirty)."""
         allc, d = self._block_columns(block, rows, cols)
         dirty = self.dirty[:, allc] | (d != 0).any(2)  # [R, k]
+        self.dirty.zero_()
+        if not bool(dirty.any()):
+            return
+        if self.replicas > 1:  # each replica's own dirty columns only (padded), not the union of all replicas'
+            sel, valid = _pairs(dirty)  # [R, k_r] positions in allc
+            ridx = torch.arange(self.replicas, device=sel.device).unsqueeze(1).expand_as(sel)
+            cols_r = allc[sel]
+            w = self.w.transpose(1, 2)[ridx, cols_r]  # [R, k_r, in] (row sums: the same order for any k)
+            _, w2 = self._targets(w, d[ridx, sel], total, dim=-1)
+            self.w.transpose(1, 2)[ridx[valid], cols_r[valid]] = w2[valid]
+            return
         w = self.w[:, :, allc].transpose(1, 2).contiguous()  # [R, k, in] (row sums: the same order for any k)
         w1, w2 = self._targets(w, d, total, dim=-1)
         self.w[:, :, allc] = torch.where(dirty.unsqueeze(-1), w2, w1).transpose(1, 2)
-        self.dirty.zero_()
 
 
 class CrossbarSynapses(Synapses):
