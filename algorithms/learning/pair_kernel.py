@@ -254,7 +254,8 @@ def bernoulli_switch(cols: np.ndarray, p: np.ndarray, seed: int, offset: int, sc
     return int(n_att), int(n_sw)
 
 
-def _refresh_kernel(cols, bits, w, colsum, w_min, w_span, k):
+def _refresh_kernel(cols, bits, w, colsum, w_min, w_span, k, w_in):
+    n_out = w_in.shape[2]
     for c in cols:
         total = np.float32(0.0)
         for i in range(w.shape[1]):
@@ -264,29 +265,29 @@ def _refresh_kernel(cols, bits, w, colsum, w_min, w_span, k):
             w[c, i] = w_min + w_span * (np.float32(on) / np.float32(k))
             total += w[c, i]
         colsum[c] = total
+        if w_in.shape[0] > 0:
+            for i in range(w.shape[1]):
+                w_in[c // n_out, i, c % n_out] = w[c, i]
 
 
 _refresh_compiled = njit(cache=True, nogil=True)(_refresh_kernel) if AVAILABLE else None
 
 
-def refresh_columns(cols: np.ndarray, bits: tuple, w: np.ndarray, colsum: np.ndarray, w_min: float, w_max: float) -> None:
+def refresh_columns(cols: np.ndarray, bits: tuple, w: np.ndarray, colsum: np.ndarray, w_min: float, w_max: float,
+                    w_in: np.ndarray | None = None) -> None:
     """Weights of binary synapses with ``k = len(bits)`` elements, ``w = w_min + (w_max − w_min)·(1/k)·Σ_m b_m``, and
     their column sums, recomputed in place for the columns ``cols`` (rows of ``w`` ``[R·out, in]`` float32 and of each
-    ``bits[m]``; ``colsum`` ``[R·out]``): what a whole-array recomputation gives on those columns (the sum in
-    another order: equal where the weights are dyadic, as for ``w ∈ {0, 1}``)."""
+    ``bits[m]``; ``colsum`` ``[R·out]``; ``w_in``, the same weights as ``[R, in, out]``, too when given): what a
+    whole-array recomputation gives on those columns (the sum in another order: equal where the weights are
+    dyadic, as for ``w ∈ {0, 1}``)."""
+    if w_in is None:
+        w_in = np.empty((0, 0, 1), dtype=w.dtype)
     _refresh_compiled(np.ascontiguousarray(cols, dtype=np.int64), bits, w, colsum, np.float32(w_min),
-                      np.float32(w_max - w_min), len(bits))
+                      np.float32(w_max - w_min), len(bits), w_in)
 
 
-def _events_of_kernel(post):
+def _events_of_kernel(post, ev):
     n_rep, t_steps, n = post.shape
-    k = 0
-    for r in range(n_rep):
-        for t in range(t_steps):
-            for j in range(n):
-                if post[r, t, j]:
-                    k += 1
-    ev = np.empty((k, 3), np.int64)
     k = 0
     for t in range(t_steps):
         for r in range(n_rep):
@@ -296,7 +297,6 @@ def _events_of_kernel(post):
                     ev[k, 1] = r
                     ev[k, 2] = j
                     k += 1
-    return ev
 
 
 _events_of_compiled = njit(cache=True, nogil=True)(_events_of_kernel) if AVAILABLE else None
@@ -305,7 +305,10 @@ _events_of_compiled = njit(cache=True, nogil=True)(_events_of_kernel) if AVAILAB
 def spike_events(post: np.ndarray) -> np.ndarray:
     """The spikes of ``post`` ``[R, T, N]`` (replica-major, nonzero = spike) as ``(t, r, j)`` rows ``[K, 3]`` in
     ``(t, r, j)`` order — ``torch.nonzero`` of the ``[T, R, N]`` layout, by one pass."""
-    return _events_of_compiled(np.ascontiguousarray(post))
+    post = np.ascontiguousarray(post)
+    ev = np.empty((np.count_nonzero(post), 3), np.int64)
+    _events_of_compiled(post, ev)
+    return ev
 
 
 def _final_kernel(ev_t, ev_r, ev_j, x0, log_d, t_steps, d_total, out):

@@ -167,9 +167,9 @@ class StochasticSTDP(LearningRule):
         compiled = pair_kernel.AVAILABLE and pre.device.type == "cpu" and self.x_pre.dtype == torch.float32
         if compiled:  # [K, 3] post events (t, r, j) in time order, their probabilities, the final traces
             ev = torch.from_numpy(pair_kernel.spike_events(post.permute(1, 0, 2).contiguous().numpy()))
-            p = self._probabilities_compiled(pre, ev, rows)
             self.x_post.copy_(torch.from_numpy(pair_kernel.trace_final_events(ev.numpy(), self.x_post.numpy(),
                                                                               self.decay_post, post.shape[0])))
+            p = self._probabilities_compiled(pre, ev, rows)
         else:
             ev = torch.nonzero(post > 0)
             x_pre = pre_trace_at_events(pre, self.decay_pre, self.x_pre, ev, rows) if ev.shape[0] else None
@@ -375,6 +375,7 @@ class BinarySynapses(Synapses):
             self.g_ref = float(device.g_p / (1.0 + device.tmr_at(self.v_read)))  # nominal AP at the read bias
         self._w: Tensor | None = None
         self._colsum: Tensor | None = None  # [R, out] column sums of ``_w``
+        self._w_in: Tensor | None = None  # ``_w`` as [R, in, out]
         self._g_cache: tuple | None = None
 
     # -- state ------------------------------------------------------------------------------
@@ -417,7 +418,16 @@ class BinarySynapses(Synapses):
             else:
                 self._w = self.w_min + (self._g() - self.k * self.g_ref) / self.g_scale
             self._colsum = None
+            self._w_in = None
         return self._w
+
+    def _w_in_major(self) -> Tensor:
+        """The held weights in the crossbar layout ``[R, in, out]``, contiguous (reads gather whole input rows);
+        Bernoulli writes refresh it with ``_w``."""
+        w = self._w_post_major()
+        if self._w_in is None:
+            self._w_in = w.transpose(1, 2).contiguous()
+        return self._w_in
 
     def column_sums(self) -> Tensor:
         """``Σ_i w_ij`` ``[R, 1, out]``, kept per column between writes (Bernoulli writes refresh their columns)."""
@@ -445,8 +455,8 @@ class BinarySynapses(Synapses):
         ``ledger`` component ``array``.
         """
         x = spikes.to(self.dtype)
-        w = self._w_post_major()  # [R, out, in]: gather the rows' entries along the contiguous dimension
-        y = torch.bmm(x, (w if rows is None else w.index_select(2, rows)).transpose(1, 2))
+        w = self._w_in_major()
+        y = torch.bmm(x, w if rows is None else w.index_select(1, rows))
         if self.mode == "device":
             n = self.dense(x.sum(1), rows)  # [R, in] reads per row
             led = ledger if ledger is not None else self.ledger
@@ -582,11 +592,18 @@ class BinarySynapses(Synapses):
                                                        bits.numpy(), self.read_before_write)
             self.attempts += n_att
             self.switches += n_sw
-        if self._w is not None:
-            if self._colsum is None:
-                self._colsum = self._w.sum(2)
-            pair_kernel.refresh_columns(torch.unique_consecutive(cols).numpy(), tuple(b.view(flat).numpy() for b in self.bits),
-                                        self._w.view(flat).numpy(), self._colsum.view(-1).numpy(), self.w_min, self.w_max)
+        self._refresh_compiled(cols)
+
+    def _refresh_compiled(self, sorted_cols: Tensor) -> None:
+        """The compiled refresh of the held weights, column sums and in-major copy on the written columns."""
+        if self._w is None:
+            return
+        flat = (self.replicas * self.n_post, self.n_pre)
+        if self._colsum is None:
+            self._colsum = self._w.sum(2)
+        pair_kernel.refresh_columns(torch.unique_consecutive(sorted_cols).numpy(), tuple(b.view(flat).numpy() for b in self.bits),
+                                    self._w.view(flat).numpy(), self._colsum.view(-1).numpy(), self.w_min, self.w_max,
+                                    None if self._w_in is None else self._w_in.numpy())
 
     def _refresh_columns(self, cols: Tensor) -> None:
         """Bernoulli mode: recompute the held weights (and column sums) of the written columns ``cols``
@@ -599,6 +616,8 @@ class BinarySynapses(Synapses):
         self._w.view(flat).index_copy_(0, cols, w)
         if self._colsum is not None:
             self._colsum.view(-1).index_copy_(0, cols, w.sum(1))
+        if self._w_in is not None:
+            self._w_in[cols // self.n_post, :, cols % self.n_post] = w
         # (the compiled switching pass does the same in its kernel: pair_kernel.refresh_columns)
 
     def read_disturb(self, reads_per_row: Tensor) -> None:
