@@ -592,18 +592,12 @@ class BinarySynapses(Synapses):
                                                        bits.numpy(), self.read_before_write)
             self.attempts += n_att
             self.switches += n_sw
-        self._refresh_compiled(cols)
-
-    def _refresh_compiled(self, sorted_cols: Tensor) -> None:
-        """The compiled refresh of the held weights, column sums and in-major copy on the written columns."""
-        if self._w is None:
-            return
-        flat = (self.replicas * self.n_post, self.n_pre)
-        if self._colsum is None:
-            self._colsum = self._w.sum(2)
-        pair_kernel.refresh_columns(torch.unique_consecutive(sorted_cols).numpy(), tuple(b.view(flat).numpy() for b in self.bits),
-                                    self._w.view(flat).numpy(), self._colsum.view(-1).numpy(), self.w_min, self.w_max,
-                                    None if self._w_in is None else self._w_in.numpy())
+        if self._w is not None:  # the held weights, column sums and in-major copy of the written columns
+            if self._colsum is None:
+                self._colsum = self._w.sum(2)
+            pair_kernel.refresh_columns(torch.unique_consecutive(cols).numpy(), tuple(b.view(flat).numpy() for b in self.bits),
+                                        self._w.view(flat).numpy(), self._colsum.view(-1).numpy(), self.w_min, self.w_max,
+                                        None if self._w_in is None else self._w_in.numpy())
 
     def _refresh_columns(self, cols: Tensor) -> None:
         """Bernoulli mode: recompute the held weights (and column sums) of the written columns ``cols``
