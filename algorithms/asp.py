@@ -18,7 +18,8 @@ the fast network, on seeds 0–2 and checked on seeds 3–9 (README, "Continual 
 chosen; at 100 neurons those constants leave half the neurons unlabelled and end below plain STDP, while
 halving both activity references (each neuron of a network twice the size fires about half the spikes) and
 potentiating only the inputs that spiked within ≈ 32 ms (``offset`` 0.2; 0.1: ≈ 46 ms, τ_pre 20 ms) keeps
-every seed above STDP. With ``offset`` 0.4 and no normalisation the receptive fields shrink to the digits'
+every seed above STDP; the reverse holds too (these defaults at 50 neurons end below STDP: set offset
+0.1, P0 20, P_leak 5 there). With ``offset`` 0.4 and no normalisation the receptive fields shrink to the digits'
 common core and homeostasis spreads the first class over every neuron (none left for the next classes);
 ``w_rest`` ≤ 0.03 leaves neurons whose weights leaked away unable to fire again. The sequential run is
 sensitive to these constants and to the network (README).
