@@ -245,7 +245,9 @@ class TorchSynapses(Synapses):
         self.dirty.zero_()
         if not bool(dirty.any()):
             return
-        if self.replicas > 1:  # each replica's own dirty columns only (padded), not the union of all replicas'
+        # R > 1: each replica's own dirty columns only (padded), not the union of all replicas'; one replica: the
+        # same values by slicing the union (measured ≈ 6 % faster per image than the padded gather at R = 1)
+        if self.replicas > 1:
             sel, valid = _pairs(dirty)  # [R, k_r] positions in allc
             ridx = torch.arange(self.replicas, device=sel.device).unsqueeze(1).expand_as(sel)
             cols_r = allc[sel]
