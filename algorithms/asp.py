@@ -34,7 +34,8 @@ synapses, initial weights, seed and data; its own normalisation ``stdp_normalisa
 sequence. Rows: one per algorithm × phase with ``algorithm``, ``phase``, ``classes_seen`` (how many),
 ``classes`` (which, e.g. ``"0 1 2"``), ``accuracy_seen`` (mean of the per-class accuracies over the
 classes seen), ``accuracy_newest`` (the classes of this phase), ``accuracy_class_<k>`` (NaN for unseen),
-``accuracy`` (= ``accuracy_seen``). Phase scores use the weights the chip held at the end of the phase
+``accuracy`` (= ``accuracy_seen``), and ``accuracy_seen_proportion`` / ``accuracy_newest_proportion`` (the same
+responses scored by BindsNET's proportion weighting instead of the vote). Phase scores use the weights the chip held at the end of the phase
 (``weights()``) through an ideal readout. ``figures_dir``: the receptive fields of every algorithm ×
 phase are drawn into ``forgetting.png`` there (rows: algorithms; columns: phases).
 """
@@ -52,7 +53,16 @@ from torch import Tensor
 
 from .base import Hardware, param, per_class_accuracy
 from .learning.asp import DECAY_MODES, ASPLearning, ASPRule
-from .learning.diehl_cook import MODES, WRITE_EVERY, DiehlCookConfig, DiehlCookNetwork, assign_labels, vote
+from .learning.diehl_cook import (
+    MODES,
+    WRITE_EVERY,
+    DiehlCookConfig,
+    DiehlCookNetwork,
+    class_rates,
+    labels_from_rates,
+    proportion_vote,
+    vote,
+)
 from .learning.synapses import NORMALISATIONS, TorchSynapses
 from .stdp import STDPAlgorithm
 from .stochastic_stdp import RuleConfig
@@ -265,19 +275,25 @@ class ASPAlgorithm(STDPAlgorithm):
             net = self._frozen(snap)
             seen = snap["classes"]
             a_idx = torch.cat([self._assign_idx[c] for c in seen])
-            assign = assign_labels(net.responses(self._x_train[a_idx], self.params.eval_batch),
-                                   self._labels[a_idx], self._n_classes)
+            rates = class_rates(net.responses(self._x_train[a_idx], self.params.eval_batch), self._labels[a_idx],
+                                self._n_classes)
+            assign = labels_from_rates(rates)
             mask = torch.isin(y, torch.tensor(seen))
             xs, ys = x[mask], y[mask]
-            pred = vote(net.responses(xs, self.params.eval_batch), assign, self._n_classes).argmax(-1)[0].cpu()
+            counts = net.responses(xs, self.params.eval_batch)
+            pred = vote(counts, assign, self._n_classes).argmax(-1)[0].cpu()
             per = per_class_accuracy(pred, ys, self._n_classes)
-            acc_seen = sum(per[f"accuracy_class_{c}"] for c in seen) / len(seen)
-            acc_new = sum(per[f"accuracy_class_{c}"] for c in snap["newest"]) / len(snap["newest"])
+            per_pw = per_class_accuracy(proportion_vote(counts, rates).argmax(-1)[0].cpu(), ys, self._n_classes)
+
+            def mean_over(classes, acc):
+                return sum(acc[f"accuracy_class_{c}"] for c in classes) / len(classes)
             rows.append({
                 "t_s": float(t_s), "algorithm": snap["algorithm"], "phase": snap["phase"],
                 "classes_seen": len(seen), "classes": " ".join(map(str, seen)),
-                "newest": " ".join(map(str, snap["newest"])), "accuracy_seen": acc_seen, "accuracy_newest": acc_new,
-                "accuracy": acc_seen, "accuracy_hw": acc_seen, **per,
+                "newest": " ".join(map(str, snap["newest"])), "accuracy_seen": mean_over(seen, per), "accuracy_newest": mean_over(snap["newest"], per),
+                "accuracy": mean_over(seen, per), "accuracy_hw": mean_over(seen, per),
+                "accuracy_seen_proportion": mean_over(seen, per_pw),
+                "accuracy_newest_proportion": mean_over(snap["newest"], per_pw), **per,
                 "n_train_phase": snap["n_train"], "neurons_assigned": int((assign[0] >= 0).sum()),
                 "n_test_seen": int(mask.sum()),
             })

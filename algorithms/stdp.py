@@ -10,7 +10,8 @@ as read pulses and the column currents, through the ADC (``crossbar.adc.bits``) 
 
 ``fit`` learns on ``data.x_train`` for ``epochs`` passes (training energy per image → the training ledger);
 ``evaluate`` assigns labels from the responses to the last ``n_assign`` training images (learning off,
-θ fixed) and scores the test images by the Diehl & Cook vote. With ``replicas: R`` R independent networks
+θ fixed) and scores the test images by the Diehl & Cook vote (``accuracy``) and by BindsNET's proportion
+weighting (``accuracy_proportion``). With ``replicas: R`` R independent networks
 (own initial weights, spikes and chips) learn in one loop; every replica gives its own row (``replica``).
 
 Receptive fields: :func:`plot_receptive_fields` draws the chip's weights (``weights()``) as 28×28 images.
@@ -35,8 +36,10 @@ from .learning.diehl_cook import (
     WRITE_EVERY,
     DiehlCookConfig,
     DiehlCookNetwork,
-    assign_labels,
+    class_rates,
     init_weights,
+    labels_from_rates,
+    proportion_vote,
     vote,
 )
 from .learning.synapses import NORMALISATIONS, CrossbarSynapses, TorchSynapses
@@ -204,10 +207,13 @@ class STDPAlgorithm(Algorithm):
         net = self._need_fit()
         return net.responses(x.reshape(x.shape[0], -1).float(), self.params.eval_batch, ledger)
 
+    def label_rates(self) -> Tensor:
+        """Mean response ``[R, n_classes, n_neurons]`` per class to the last ``n_assign`` training images."""
+        return class_rates(self.responses(self._assign_x), self._assign_y, self._n_classes)
+
     def assignments(self) -> Tensor:
         """Neuron labels ``[R, n_neurons]`` from the last ``n_assign`` training images (−1: never fired)."""
-        counts = self.responses(self._assign_x)
-        return assign_labels(counts, self._assign_y, self._n_classes)
+        return labels_from_rates(self.label_rates())
 
     def predict(self, x: Tensor, ledger: EnergyLedger | None = None) -> Tensor:
         """Vote scores ``[B, n_classes]`` of replica 0 (``evaluate`` scores every replica)."""
@@ -218,15 +224,18 @@ class STDPAlgorithm(Algorithm):
         return dict(self._cols)
 
     def evaluate(self, x: Tensor, y: Tensor, t_s: float, batch_size: int = 512) -> list[dict]:
-        """One row per replica: ``accuracy`` (= ``accuracy_hw``), per-class accuracy, inference energy per test image."""
+        """One row per replica: ``accuracy`` (= ``accuracy_hw``; the Diehl & Cook vote), ``accuracy_proportion``
+        (BindsNET's proportion weighting of the same responses), per-class accuracy (the vote's), inference energy
+        per test image."""
         self.set_time(t_s)
-        assign = self.assignments()
+        rates = self.label_rates()
+        assign = labels_from_rates(rates)
         ledger = EnergyLedger()
         t0 = time.perf_counter()
         counts = self.responses(x, ledger)
         wall = time.perf_counter() - t0
-        scores = vote(counts, assign, self._n_classes)
-        pred = scores.argmax(-1).cpu()
+        pred = vote(counts, assign, self._n_classes).argmax(-1).cpu()
+        pred_pw = proportion_vote(counts, rates).argmax(-1).cpu()
         energy = ledger_columns(ledger)
         rows = []
         for r in range(pred.shape[0]):
@@ -236,6 +245,7 @@ class STDPAlgorithm(Algorithm):
                 "replica": r,
                 "accuracy": acc,
                 "accuracy_hw": acc,
+                "accuracy_proportion": float((pred_pw[r] == y.cpu()).float().mean()) if y.numel() else math.nan,
                 **per_class_accuracy(pred[r], y, self._n_classes),
                 "neurons_assigned": int((assign[r] >= 0).sum()),
                 "rf_similarity": receptive_field_similarity(self.net.syn.weights()[r]),

@@ -59,24 +59,25 @@ def run(seed: int, overrides: dict, compare_stdp: bool, n_train: int, n_test: in
     import algorithms.asp as asp_mod
 
     assigned = []
-    orig = asp_mod.assign_labels
+    orig = asp_mod.labels_from_rates
 
     def _record(*a, **k):
         out = orig(*a, **k)
         assigned.append(out[0].cpu().clone())
         return out
 
-    asp_mod.assign_labels = _record
+    asp_mod.labels_from_rates = _record
     try:
         rows = alg.evaluate(data.x_test[:n_test], data.y_test[:n_test], 0.0)
     finally:
-        asp_mod.assign_labels = orig
+        asp_mod.labels_from_rates = orig
     wall = time.perf_counter() - t0
     if snap_path is not None:
         torch.save([{"algorithm": s["algorithm"], "phase": s["phase"], "weights": s["weights"][0].cpu(),
                      "theta": s["theta"].reshape(-1).cpu(), "assign": a}
                     for s, a in zip(alg.snapshots(), assigned)], snap_path)
-    keep = ("algorithm", "phase", "classes_seen", "accuracy_seen", "accuracy_newest", "neurons_assigned")
+    keep = ("algorithm", "phase", "classes_seen", "accuracy_seen", "accuracy_newest", "accuracy_seen_proportion",
+            "accuracy_newest_proportion", "neurons_assigned")
     out = []
     for r in rows:
         d = {k: r[k] for k in keep}
@@ -94,10 +95,10 @@ def summary(rows: list[dict]) -> str:
     last = max(r["phase"] for r in rows)
     for alg in dict.fromkeys(r["algorithm"] for r in rows):
         sel = [r for r in rows if r["algorithm"] == alg and r["phase"] == last]
-        for key in ("accuracy_seen", "accuracy_newest"):
+        for key in ("accuracy_seen", "accuracy_newest", "accuracy_seen_proportion", "accuracy_newest_proportion"):
             v = [r[key] for r in sel]
             m = sum(v) / len(v)
-            lines.append(f"{alg:5s} {key:16s} mean {m:.3f}  [{min(v):.3f}, {max(v):.3f}]  "
+            lines.append(f"{alg:5s} {key:26s} mean {m:.3f}  [{min(v):.3f}, {max(v):.3f}]  "
                          + " / ".join(f"{x:.3f}" for x in v))
         per = [sum(r[f"accuracy_class_{k}"] for r in sel) / len(sel) for k in range(10)]
         lines.append(f"{alg:5s} per digit " + " ".join("nan " if math.isnan(p) else f"{p:.2f}" for p in per))
@@ -153,7 +154,7 @@ def main():
         rows += r
         for x in r:
             print(f"seed {s} {x['algorithm']:5s} phase {x['phase']} seen {x['accuracy_seen']:.3f} "
-                  f"newest {x['accuracy_newest']:.3f} per class {x.get('neurons_per_class')}  ({x['wall_s']:.0f} s)", flush=True)
+                  f"newest {x['accuracy_newest']:.3f} pw {x['accuracy_seen_proportion']:.3f}/{x['accuracy_newest_proportion']:.3f} per class {x.get('neurons_per_class')}  ({x['wall_s']:.0f} s)", flush=True)
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         Path(a.out).write_text(json.dumps(rows, indent=1))
     print(summary(rows), flush=True)

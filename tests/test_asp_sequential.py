@@ -43,6 +43,9 @@ def test_rows_per_algorithm_and_phase(run):
         assert r["accuracy_newest"] == r[f"accuracy_class_{order[r['phase']]}"]
         assert r["n_test_seen"] == int(sum(int((d.y_test == k).sum()) for k in seen))
         assert r["accuracy"] == r["accuracy_seen"]
+        assert 0.0 <= r["accuracy_seen_proportion"] <= 1.0 and 0.0 <= r["accuracy_newest_proportion"] <= 1.0
+        if r["phase"] == 0:  # one class labelled: every neuron's share is 1, so both readouts agree
+            assert r["accuracy_seen_proportion"] == r["accuracy_seen"]
 
 
 def test_same_start_and_phase_snapshots(run):

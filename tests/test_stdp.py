@@ -16,7 +16,10 @@ from algorithms.learning import (
     TorchSynapses,
     TripletSTDP,
     assign_labels,
+    class_rates,
     init_weights,
+    labels_from_rates,
+    proportion_vote,
     trace_at,
     vote,
 )
@@ -387,6 +390,25 @@ def test_assignment_and_vote_by_hand():
     assert never.tolist() == [[-1, -1, -1]]
 
 
+
+def test_proportion_weighting_by_hand():
+    """BindsNET's proportion weighting: an assigned neuron's spikes count for its class times the share of its
+    labelling response that went to that class; neurons silent while labelled count for nothing."""
+    lab = torch.tensor([[[4.0, 0, 1, 0], [0, 2, 3, 0], [2, 0, 1, 0], [0, 2, 1, 0]]])  # [R=1, n=4, N=4]
+    rates = class_rates(lab, torch.tensor([0, 1, 0, 1]), 2)
+    assert rates[0].tolist() == [[3.0, 0.0, 1.0, 0.0], [0.0, 2.0, 2.0, 0.0]]
+    assert labels_from_rates(rates).tolist() == [[0, 1, 1, -1]]  # neuron 2: class 1 with share 2/3
+    test = torch.tensor([[[1.0, 4.0, 3.0, 9.0], [3.0, 0.0, 6.0, 9.0]]])
+    pw = proportion_vote(test, rates)
+    assert pw[0, 0].tolist() == pytest.approx([1.0, (4.0 + 3.0 * 2 / 3) / 2])  # neuron 3 ignored, not counted
+    assert pw[0, 1].tolist() == pytest.approx([3.0, (0.0 + 6.0 * 2 / 3) / 2])
+    dc = vote(test, labels_from_rates(rates), 2)
+    assert dc[0, 1].tolist() == [3.0, 3.0]  # the vote ties where the weighting prefers class 0
+    # one class per neuron (every share 1): the two readouts agree
+    solo = class_rates(lab[:, :, :2], torch.tensor([0, 1, 0, 1]), 2)
+    assert torch.equal(proportion_vote(test[:, :, :2], solo), vote(test[:, :, :2], labels_from_rates(solo), 2))
+
+
 # -- the algorithm ----------------------------------------------------------------------------------
 def test_registry_params_and_errors():
     cls = get_algorithm("stdp")
@@ -414,6 +436,7 @@ def test_short_mnist_run_learns(mnist_dir, tmp_path):
     rows = alg.evaluate(d.x_test[:300], d.y_test[:300], 0.0)
     r = rows[0]
     assert r["accuracy"] > 0.3, r["accuracy"]  # 3× chance; 400 images is ~1 % of a pass
+    assert r["accuracy_proportion"] > 0.3, r["accuracy_proportion"]  # the same responses, BindsNET's weighting
     assert len(set(alg.assignments()[0].tolist()) - {-1}) >= 5
     assert r["rf_similarity"] < 0.5
     assert receptive_field_similarity(alg.weights()[0]) == pytest.approx(r["rf_similarity"])

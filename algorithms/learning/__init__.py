@@ -2,10 +2,19 @@
 
 * :mod:`.rules` — pair (BindsNET ``PostPre``) and triplet (Diehl & Cook code) STDP; the rule interface.
 * :mod:`.synapses` — the synapse arrays: plain torch (reference) and a crossbar of devices.
-* :mod:`.diehl_cook` — the Diehl & Cook (2015) network, label assignment and vote.
+* :mod:`.diehl_cook` — the Diehl & Cook (2015) network, label assignment, vote and proportion weighting.
 """
 
-from .diehl_cook import DiehlCookConfig, DiehlCookNetwork, assign_labels, init_weights, vote
+from .diehl_cook import (
+    DiehlCookConfig,
+    DiehlCookNetwork,
+    assign_labels,
+    class_rates,
+    init_weights,
+    labels_from_rates,
+    proportion_vote,
+    vote,
+)
 from .rules import RULES, LearningRule, PairSTDP, TripletSTDP, make_rule, trace_at, trace_final
 from .synapses import NORMALISATIONS, CrossbarSynapses, Synapses, TorchSynapses
 
@@ -15,6 +24,9 @@ __all__ = [
     "assign_labels",
     "init_weights",
     "vote",
+    "class_rates",
+    "labels_from_rates",
+    "proportion_vote",
     "RULES",
     "LearningRule",
     "PairSTDP",

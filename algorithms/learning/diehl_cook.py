@@ -46,6 +46,8 @@ column-sum normalisation of the columns it touched — one programming pass per 
 
 Readout: label assignment by the largest mean response per class over labelled samples (learning off);
 prediction by the Diehl & Cook vote: the class whose assigned neurons have the largest mean spike count.
+BindsNET's second readout, ``proportion_weighting`` (:func:`proportion_vote`), weights each assigned
+neuron's spikes by the share of its labelling response that went to its class.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ from .rules import LearningRule, OnlineTripletDrive, PairSTDP, TripletSTDP
 from .synapses import NORMALISATIONS, Synapses
 
 __all__ = ["DiehlCookConfig", "DiehlCookNetwork", "MODES", "WRITE_EVERY", "assign_labels", "vote",
+           "class_rates", "labels_from_rates", "proportion_vote",
            "init_weights", "E_NEURON_CURRENT_J", "E_NEURON_CONDUCTANCE_J", "E_TRACE_J", "E_DW_J"]
 
 MODES = ("paper", "fast")
@@ -778,17 +781,44 @@ class DiehlCookNetwork:
         return replace(self.cfg, **changes)
 
 
+def class_rates(counts: Tensor, labels: Tensor, n_classes: int) -> Tensor:
+    """Mean spike count of every neuron per class, ``[R, C, N]``, over labelled samples (``counts`` ``[R, n, N]``,
+    ``labels`` ``[n]``; a class without samples: 0)."""
+    onehot = torch.nn.functional.one_hot(labels.to(counts.device).long(), n_classes).to(counts.dtype)  # [n, C]
+    return torch.einsum("rnj,nc->rcj", counts, onehot) / onehot.sum(0).clamp(min=1).view(1, -1, 1)
+
+
+def labels_from_rates(rates: Tensor) -> Tensor:
+    """Each neuron's class ``[R, N]``: the largest of its mean responses ``rates`` ``[R, C, N]``; −1 where it never
+    fired (Diehl & Cook ``get_new_assignments``)."""
+    best, cls = rates.max(1)
+    return torch.where(best > 0, cls, torch.full_like(cls, -1))
+
+
 def assign_labels(counts: Tensor, labels: Tensor, n_classes: int) -> Tensor:
     """Each neuron's class: the largest mean spike count per class (``counts`` ``[R, n, N]``, ``labels`` ``[n]``);
     −1 for neurons that never fired (Diehl & Cook ``get_new_assignments``). Returns ``[R, N]`` (long)."""
-    onehot = torch.nn.functional.one_hot(labels.to(counts.device).long(), n_classes).to(counts.dtype)  # [n, C]
-    per_class = torch.einsum("rnj,nc->rcj", counts, onehot) / onehot.sum(0).clamp(min=1).view(1, -1, 1)
-    best, cls = per_class.max(1)
-    return torch.where(best > 0, cls, torch.full_like(cls, -1))
+    return labels_from_rates(class_rates(counts, labels, n_classes))
+
+
+def _one_hot_labels(assignments: Tensor, n_classes: int, dtype) -> Tensor:
+    """``[R, N, C]`` one-hot of the neurons' labels (a row of zeros for −1)."""
+    return torch.nn.functional.one_hot((assignments + 1).clamp(min=0), n_classes + 1)[..., 1:].to(dtype)
 
 
 def vote(counts: Tensor, assignments: Tensor, n_classes: int) -> Tensor:
     """Diehl & Cook vote: class scores ``[R, n, C]`` = mean spike count of the neurons assigned to each class."""
-    oh = torch.nn.functional.one_hot((assignments + 1).clamp(min=0), n_classes + 1)[..., 1:].to(counts.dtype)  # [R, N, C]
-    sums = torch.bmm(counts, oh)
-    return sums / oh.sum(1, keepdim=True).clamp(min=1)
+    oh = _one_hot_labels(assignments, n_classes, counts.dtype)
+    return torch.bmm(counts, oh) / oh.sum(1, keepdim=True).clamp(min=1)
+
+
+def proportion_vote(counts: Tensor, rates: Tensor) -> Tensor:
+    """BindsNET's ``proportion_weighting`` (``bindsnet.evaluation``, 0.3.4): class scores ``[R, n, C]``,
+    ``S_c = Σ_{j: a_j = c} p_jc·s_j / |{j: a_j = c}|``, with ``s_j`` neuron j's spike count, ``a_j`` its label
+    (:func:`labels_from_rates`) and ``p_jc = r_jc / Σ_k r_jk`` the share of its labelling response ``rates``
+    ``[R, C, N]`` that went to class c. A neuron that never fired while labelled counts for no class (BindsNET
+    gives it class 0 with weight 0, which only enlarges class 0's denominator)."""
+    total = rates.sum(1, keepdim=True)  # [R, 1, N]
+    prop = torch.where(total > 0, rates / total.clamp(min=torch.finfo(rates.dtype).tiny), torch.zeros_like(rates))
+    oh = _one_hot_labels(labels_from_rates(rates), rates.shape[1], counts.dtype)  # [R, N, C]
+    return torch.bmm(counts, oh * prop.transpose(1, 2).to(counts.dtype)) / oh.sum(1, keepdim=True).clamp(min=1)
