@@ -76,8 +76,13 @@ class STDPAlgorithm(Algorithm):
         synapses: str = param("crossbar", description="crossbar (devices) or software (plain-torch reference, no energy)",
                               choices=["crossbar", "software"])
         replicas: int = param(1, description="independent networks trained together in one loop (one row each)", ge=1)
-        rule: str | None = param(None, description="STDP rule (null: the mode's: triplet for paper, pair for fast)",
-                                 choices=["pair", "triplet"], nullable=True)
+        rule: str | None = param(None, description="STDP rule (null: the mode's: triplet for paper, pair for fast); "
+                                 "power: the paper's Eq. 3, Δw = ν_post·(x_pre − x_tar)·(w_max − w)^μ on post spikes",
+                                 choices=["pair", "triplet", "power"], nullable=True)
+        x_tar: float | None = param(None, description="rule power: target pre trace x_tar (null: 0.4)", ge=0,
+                                    nullable=True)
+        mu: float | None = param(None, description="rule power: weight-dependence exponent μ (null: 0.2)", ge=0,
+                                 nullable=True)
         dt_s: float | None = param(None, description="time step (null: the mode's)", unit="s", gt=0, nullable=True)
         t_present_s: float | None = param(None, description="presentation time (null: the mode's)", unit="s", gt=0,
                                           nullable=True)
@@ -108,7 +113,7 @@ class STDPAlgorithm(Algorithm):
         super().__init__(params, hardware, model)
         p = params
         overrides = {k: getattr(p, k) for k in ("rule", "dt_s", "t_present_s", "max_rate_hz", "nu_pre", "nu_post",
-                                                 "theta_plus", "norm_total", "w_ie")}
+                                                 "x_tar", "mu", "theta_plus", "norm_total", "w_ie")}
         self.cfg = DiehlCookConfig.preset(p.mode, n_neurons=int(p.n_neurons), write_every=p.write_every,
                                           normalisation=p.normalisation, synchronous=bool(p.synchronous),
                                           input_spikes=p.input_spikes, online_dw=bool(p.online_dw),

@@ -13,8 +13,10 @@ from algorithms.learning import (
     DiehlCookConfig,
     DiehlCookNetwork,
     PairSTDP,
+    PowerLawSTDP,
     TorchSynapses,
     TripletSTDP,
+    additive_trace,
     assign_labels,
     class_rates,
     init_weights,
@@ -113,7 +115,39 @@ def test_triplet_rule_hand_made_triplet(bulk):
     assert float(syn.pending[0, 0, 0]) == pytest.approx(expected, rel=1e-12)
 
 
-@pytest.mark.parametrize("cls", [PairSTDP, TripletSTDP])
+@pytest.mark.parametrize("bulk", [False, True])
+def test_power_law_rule_hand_made(bulk):
+    """Diehl & Cook Eq. 3: a post spike at 5 changes every input by η·(x_pre − x_tar)·(w_max − w)^μ, with the
+    additive pre trace (pre spikes at 0 and 3: x = e^(−5/20) + e^(−2/20); a same-step pre spike counts: x = 1;
+    a silent input: x = 0, depressed by η·x_tar·(w_max − w)^μ). dt 1 ms, τ 20 ms, w 0.5."""
+    rule, syn = _bind(PowerLawSTDP(eta=1e-2, x_tar=0.4, mu=0.2, dt_s=1e-3), n_in=3, n_out=1)
+    pre = _spikes(8, 3, [(0, 0), (3, 0), (5, 1)])
+    post = _spikes(8, 1, [(5, 0)])
+    if bulk:
+        rule.presentation(pre, post)
+    else:
+        for t in range(8):
+            rule.step(pre[t], post[t] if bool(post[t].any()) else None)
+    f = 1e-2 * 0.5**0.2
+    x0 = math.exp(-5 / 20) + math.exp(-2 / 20)
+    assert syn.pending[0, :, 0].tolist() == pytest.approx([f * (x0 - 0.4), f * 0.6, -f * 0.4], rel=1e-12)
+    assert rule.x_pre[0].tolist() == pytest.approx([x0 * math.exp(-2 / 20), math.exp(-2 / 20), 0.0], rel=1e-12)
+
+
+def test_additive_trace_matches_the_recursion():
+    """The closed form, in blocks (decay 0.2: 18 steps a block), equals x_t = d·x_(t−1) + s_t."""
+    g = torch.Generator().manual_seed(3)
+    s = (torch.rand(60, 2, 5, generator=g) < 0.3).double()
+    x0 = torch.rand(2, 5, generator=g, dtype=torch.float64)
+    for d in (0.2, math.exp(-0.5 / 20)):
+        x, ref = x0.clone(), []
+        for t in range(60):
+            x = x * d + s[t]
+            ref.append(x.clone())
+        assert torch.allclose(additive_trace(s, d, x0), torch.stack(ref), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("cls", [PairSTDP, TripletSTDP, PowerLawSTDP])
 def test_presentation_equals_the_sum_of_steps(cls):
     """The bulk form (``write_every: image``) sums exactly what the per-step form emits, traces included,
     also with the event-driven input subset ``rows``."""
@@ -125,16 +159,17 @@ def test_presentation_equals_the_sum_of_steps(cls):
     pre_rows[:, :, [i for i in range(12) if i not in rows.tolist()]] = 0.0
     a, sa = _bind(cls(dt_s=1e-3), 12, 4, replicas=2)
     b, sb = _bind(cls(dt_s=1e-3), 12, 4, replicas=2)
-    for name in [k for k in vars(a) if k.startswith("x_")]:  # the same non-zero traces carried in
+    for name in [k for k, v in vars(a).items() if k.startswith("x_") and torch.is_tensor(v)]:  # the same non-zero traces carried in
         x0 = torch.rand(getattr(a, name).shape, generator=g, dtype=torch.float64)
         getattr(a, name).copy_(x0)
         getattr(b, name).copy_(x0)
     for t in range(60):
         a.step(pre_rows[t], post[t] if bool(post[t].any()) else None)
     b.presentation(pre_rows[:, :, rows], post, rows)
-    assert torch.allclose(sa.pending, sb.pending, atol=1e-15)
-    for name in [k for k in vars(a) if k.startswith("x_")]:
-        assert torch.allclose(getattr(a, name), getattr(b, name), atol=1e-15), name
+    tol = 1e-13 if cls is PowerLawSTDP else 1e-15  # the additive trace's closed form: rounding of d^(±k)
+    assert torch.allclose(sa.pending, sb.pending, atol=tol)
+    for name in [k for k, v in vars(a).items() if k.startswith("x_") and torch.is_tensor(v)]:
+        assert torch.allclose(getattr(a, name), getattr(b, name), atol=tol), name
 
 
 # -- neurons --------------------------------------------------------------------------------------

@@ -15,7 +15,17 @@ from .diehl_cook import (
     proportion_vote,
     vote,
 )
-from .rules import RULES, LearningRule, PairSTDP, TripletSTDP, make_rule, trace_at, trace_final
+from .rules import (
+    RULES,
+    LearningRule,
+    PairSTDP,
+    PowerLawSTDP,
+    TripletSTDP,
+    additive_trace,
+    make_rule,
+    trace_at,
+    trace_final,
+)
 from .synapses import NORMALISATIONS, CrossbarSynapses, Synapses, TorchSynapses
 
 __all__ = [
@@ -31,6 +41,8 @@ __all__ = [
     "LearningRule",
     "PairSTDP",
     "TripletSTDP",
+    "PowerLawSTDP",
+    "additive_trace",
     "make_rule",
     "trace_at",
     "trace_final",

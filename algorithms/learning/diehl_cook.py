@@ -67,7 +67,7 @@ from ..neurons.diehl_cook import (
     _pick_one,
     run_conductance,
 )
-from .rules import LearningRule, OnlineTripletDrive, PairSTDP, TripletSTDP
+from .rules import LearningRule, OnlineTripletDrive, PairSTDP, PowerLawSTDP, TripletSTDP
 from .synapses import NORMALISATIONS, Synapses
 
 __all__ = ["DiehlCookConfig", "DiehlCookNetwork", "MODES", "WRITE_EVERY", "assign_labels", "vote",
@@ -76,6 +76,7 @@ __all__ = ["DiehlCookConfig", "DiehlCookNetwork", "MODES", "WRITE_EVERY", "assig
 
 MODES = ("paper", "fast")
 WRITE_EVERY = ("step", "image")
+RULE_NAMES = ("pair", "triplet", "power")
 INPUT_SPIKES = ("poisson", "poisson_isi")
 
 #: Energy per neuron update [J], digital fp32 at 45 nm (Horowitz, ISSCC 2014: mult 3.7 pJ, add 0.9 pJ) [est]:
@@ -104,6 +105,9 @@ class DiehlCookConfig:
     rule: str = "pair"
     nu_pre: float = 1e-4
     nu_post: float = 1e-2
+    #: rule ``power`` (Diehl & Cook Eq. 3): target pre trace and weight-dependence exponent (η = ``nu_post``)
+    x_tar: float = 0.4
+    mu: float = 0.2
     theta_plus: float = 0.05e-3
     tau_theta_s: float = 1e4
     norm_total: float | None = None
@@ -135,8 +139,8 @@ class DiehlCookConfig:
     def __post_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"algorithm.mode: got {self.mode!r}; allowed: {', '.join(MODES)}")
-        if self.rule not in ("pair", "triplet"):
-            raise ValueError(f"algorithm.rule: got {self.rule!r}; allowed: pair, triplet")
+        if self.rule not in RULE_NAMES:
+            raise ValueError(f"algorithm.rule: got {self.rule!r}; allowed: {', '.join(RULE_NAMES)}")
         if self.input_spikes not in INPUT_SPIKES:
             raise ValueError(f"algorithm.input_spikes: got {self.input_spikes!r}; allowed: {', '.join(INPUT_SPIKES)}")
         if self.write_every not in WRITE_EVERY:
@@ -151,7 +155,7 @@ class DiehlCookConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"algorithm.{name}: got {v!r}; must be a finite number > 0")
-        for name in ("t_rest_s", "nu_pre", "nu_post", "theta_plus", "w_ei", "w_ie", "w_init_scale", "w_init_offset",
+        for name in ("t_rest_s", "nu_pre", "nu_post", "x_tar", "mu", "theta_plus", "w_ei", "w_ie", "w_init_scale", "w_init_offset",
                      "intensity_step", "input_delay_s"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
@@ -186,6 +190,9 @@ class DiehlCookConfig:
     def make_rule(self) -> LearningRule:
         if self.rule == "pair":
             return PairSTDP(self.nu_pre, self.nu_post, dt_s=self.dt_s, reset_traces=self.reset_between)
+        if self.rule == "power":
+            return PowerLawSTDP(self.nu_post, self.x_tar, self.mu, dt_s=self.dt_s, w_max=self.w_max,
+                                reset_traces=self.reset_between)
         return TripletSTDP(self.nu_pre, self.nu_post, dt_s=self.dt_s, reset_traces=self.reset_between)
 
 

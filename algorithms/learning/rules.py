@@ -19,8 +19,15 @@ updated with this step's spikes first::
     Δw = −ν_pre·s_pre(t) ⊗ x_post1(t⁻) + ν_post·x_pre(t) ⊗ (s_post(t)·x_post2(t⁻))
     τ_pre = τ_post1 = 20 ms, τ_post2 = 40 ms, ν_pre = 1e-4, ν_post = 1e-2
 
-(``t⁻``: decayed to step t, before this step's post spikes). Weights are kept in [w_min, w_max] by the
-synapses (clipping in software, saturation on a device).
+(``t⁻``: decayed to step t, before this step's post spikes).
+
+:class:`PowerLawSTDP` — the rule the Diehl & Cook paper itself states (§2.3, Eq. 3, "power-law weight
+dependence"), on post spikes only, with an additive pre trace (a pre spike adds 1)::
+
+    Δw = η·(x_pre(t) − x_tar)·(w_max − w)^μ  on a post spike;  x_pre ← x_pre·e^(−dt/τ_pre) + s_pre
+    η = 1e-2, x_tar = 0.4, μ = 0.2, τ_pre = 20 ms
+
+Weights are kept in [w_min, w_max] by the synapses (clipping in software, saturation on a device).
 
 The rule interface (for new rules: stochastic binary STDP, ASP, …)
 ------------------------------------------------------------------
@@ -59,7 +66,8 @@ from torch import Tensor
 
 from . import pair_kernel
 
-__all__ = ["LearningRule", "PairSTDP", "TripletSTDP", "OnlineTripletDrive", "RULES", "trace_at", "trace_final", "make_rule"]
+__all__ = ["LearningRule", "PairSTDP", "TripletSTDP", "PowerLawSTDP", "OnlineTripletDrive", "RULES", "trace_at", "trace_final",
+           "additive_trace", "make_rule"]
 
 
 def _check_pos(name: str, value) -> None:
@@ -575,7 +583,96 @@ class OnlineTripletDrive:
         return np.minimum(pot, np.maximum(w_max - w_cur, 0.0))
 
 
-RULES = {"pair": PairSTDP, "triplet": TripletSTDP}
+def additive_trace(spikes: Tensor, decay: float, x0: Tensor) -> Tensor:
+    """Additive trace over a presentation, ``x_t = decay·x_{t−1} + s_t`` from ``x_{−1} = x0`` ``[R, n]``: ``[T, R, n]``
+    (float64). Closed form per block of steps, ``x_t = d^t·Σ_{k≤t} s_k·d^(−k) + d^(t+1)·x0``, with blocks short
+    enough that ``d^(−k)`` stays below e^30."""
+    t_steps = spikes.shape[0]
+    block = max(1, int(30.0 / -math.log(decay))) if 0 < decay < 1 else t_steps
+    out = torch.empty(t_steps, *x0.shape, dtype=torch.float64, device=x0.device)
+    x = x0.to(torch.float64)
+    for a in range(0, t_steps, block):
+        s = spikes[a:a + block].to(torch.float64)
+        k = torch.arange(s.shape[0], dtype=torch.float64, device=x0.device).view(-1, *([1] * (s.dim() - 1)))
+        out[a:a + s.shape[0]] = torch.pow(decay, k) * torch.cumsum(s * torch.pow(decay, -k), 0) + torch.pow(decay, k + 1) * x
+        x = out[a + s.shape[0] - 1]
+    return out
+
+
+@dataclass
+class PowerLawSTDP(LearningRule):
+    """Diehl & Cook (2015) Eq. 3, the paper's own rule (module docstring): potentiation and depression on post
+    spikes only, ``Δw = η·(x_pre − x_tar)·(w_max − w)^μ``; the pre trace adds 1 per spike ("increased by 1",
+    §2.3). ``x_tar`` 0.4 and ``μ`` 0.2 are the released code's ``STDP_offset`` and ``exp_ee_post`` (defined
+    there, unused by its triplet rule); ``η`` is its ``nu_ee_post`` 0.01 (*choice*: the paper's value was not
+    available). ``(w_max − w)^μ`` uses the weights held when the Δw is computed: at the start of the
+    presentation with ``write_every: image``, after the previous step with ``write_every: step``."""
+
+    eta: float = 1e-2
+    x_tar: float = 0.4
+    mu: float = 0.2
+    tau_pre_s: float = 20e-3
+    dt_s: float = 0.5e-3
+    w_max: float = 1.0
+    reset_traces: bool = False
+
+    def __post_init__(self):
+        for name in ("eta", "x_tar", "mu"):
+            _check_nonneg(name, getattr(self, name))
+        for name in ("tau_pre_s", "dt_s", "w_max"):
+            _check_pos(name, getattr(self, name))
+        self.d_pre = math.exp(-self.dt_s / self.tau_pre_s)
+
+    def init_state(self) -> None:
+        s = self.synapses
+        self.x_pre = torch.zeros(s.replicas, s.n_pre, device=s.device, dtype=s.dtype)
+
+    def reset(self) -> None:
+        if self.reset_traces:
+            self.x_pre.zero_()
+
+    def _apply(self, ev: Tensor, xs: Tensor) -> None:
+        """``Δw[r, :, j] += η·(x_pre − x_tar)·(w_max − w[r, :, j])^μ`` for post events ``ev = (t, r, j)``."""
+        w = self.synapses.weights()
+        fac = (self.w_max - w[ev[:, 1], :, ev[:, 2]].to(torch.float64)).clamp(min=0.0) ** self.mu  # [K, in]
+        dw = self.synapses.new_delta()
+        potentiate(dw, ev, ((xs - self.x_tar) * fac).to(dw.dtype), self.eta)
+        self.synapses.add(dw)
+
+    def step(self, pre: Tensor, post: Tensor | None, rows: Tensor | None = None) -> None:
+        pre = self.synapses.dense(pre, rows)
+        self.x_pre.mul_(self.d_pre).add_(pre.to(self.x_pre.dtype))
+        if post is not None and self.eta and bool(post.any()):
+            ev = torch.nonzero(post.unsqueeze(0) > 0)  # [K, 3]: (0, r, j)
+            self._apply(ev, self.x_pre[ev[:, 1]].to(torch.float64))
+
+    def presentation(self, pre: Tensor, post: Tensor, rows: Tensor | None = None) -> None:
+        """All ``T`` steps at once (the sums of :meth:`step`, weights frozen); ``rows`` as in
+        :meth:`PairSTDP.presentation`."""
+        t_steps = pre.shape[0]
+        x0 = self.x_pre if rows is None else self.x_pre.index_select(1, rows)
+        x = additive_trace(pre, self.d_pre, x0) if bool(pre.any()) else None
+        ev = torch.nonzero(post > 0)  # [K, 3]: (t, r, j)
+        if ev.shape[0] and self.eta:
+            steps = (ev[:, :1] + 1).to(torch.float64)
+            xs = self.x_pre[ev[:, 1]].to(torch.float64) * torch.pow(self.d_pre, steps)  # inputs with no spike
+            if x is not None:
+                sub = x[ev[:, 0], ev[:, 1]]  # [K, A]
+                if rows is None:
+                    xs = sub
+                else:
+                    xs[:, rows] = sub
+            self._apply(ev, xs)
+        if x is None:
+            self.x_pre.mul_(self.d_pre ** t_steps)
+        elif rows is None:
+            self.x_pre.copy_(x[-1])
+        else:
+            self.x_pre.mul_(self.d_pre ** t_steps)
+            self.x_pre[:, rows] = x[-1].to(self.x_pre.dtype)
+
+
+RULES = {"pair": PairSTDP, "triplet": TripletSTDP, "power": PowerLawSTDP}
 
 
 def make_rule(name: str, **kwargs) -> LearningRule:
