@@ -13,14 +13,14 @@ from device_models import IdealDevice
 pytestmark = pytest.mark.slow
 
 
-def _run(mnist_dir, n_neurons, mode, epochs=1, n_train=60000):
+def _run(mnist_dir, n_neurons, mode, epochs=1, n_train=60000, **params):
     from xbarsim.datasets import load_mnist
 
     torch.set_num_threads(1)
     d = load_mnist(mnist_dir)
     d.x_train, d.y_train = d.x_train[:n_train], d.y_train[:n_train]
     cls = get_algorithm("stdp")
-    alg = cls(cls.make_params(n_neurons=n_neurons, mode=mode, epochs=epochs, n_assign=10000),
+    alg = cls(cls.make_params(n_neurons=n_neurons, mode=mode, epochs=epochs, n_assign=10000, **params),
               Hardware(device=IdealDevice(), adc=ADC(bits=None), generator=torch.Generator().manual_seed(0)))
     alg.fit(d, EnergyLedger())
     return alg.evaluate(d.x_test, d.y_test, 0.0)[0]["accuracy"]
@@ -34,6 +34,12 @@ def test_mnist_one_pass_100_neurons_fast(mnist_dir):
 def test_mnist_one_pass_100_neurons_paper(mnist_dir):
     """The paper's own protocol (conductance-based, triplet rule): within 2 points of 82.9 %."""
     assert _run(mnist_dir, 100, "paper") >= 0.809
+
+
+def test_mnist_one_pass_100_neurons_paper_mode_pair_rule(mnist_dir):
+    """Paper mode with the pair rule instead of the released triplet rule: measured 78.1 % (seed 0) and 78.6 %
+    (seed 1), software synapses; ≥ 77 % allows the ≈ 1-point spread between seeds."""
+    assert _run(mnist_dir, 100, "paper", rule="pair", synapses="software") >= 0.77
 
 
 def test_mnist_400_neurons(mnist_dir):
