@@ -34,9 +34,9 @@ synapses, initial weights, seed and data; its own normalisation ``stdp_normalisa
 sequence. Rows: one per algorithm × phase with ``algorithm``, ``phase``, ``classes_seen`` (how many),
 ``classes`` (which, e.g. ``"0 1 2"``), ``accuracy_seen`` (mean of the per-class accuracies over the
 classes seen), ``accuracy_newest`` (the classes of this phase), ``accuracy_class_<k>`` (NaN for unseen),
-``accuracy`` (= ``accuracy_seen``), and ``accuracy_seen_proportion`` / ``accuracy_newest_proportion`` (the same
-responses scored by BindsNET's proportion weighting instead of the vote). Phase scores use the weights the chip held at the end of the phase
-(``weights()``) through an ideal readout. ``figures_dir``: the receptive fields of every algorithm ×
+``accuracy`` (= ``accuracy_seen``), and ``accuracy_seen_proportion`` / ``accuracy_newest_proportion`` (the
+same responses scored by BindsNET's proportion weighting instead of the vote). Phase scores use the weights
+the chip held at the end of the phase (``weights()``) through an ideal readout. ``figures_dir``: the receptive fields of every algorithm ×
 phase are drawn into ``forgetting.png`` there (rows: algorithms; columns: phases).
 """
 
@@ -284,16 +284,14 @@ class ASPAlgorithm(STDPAlgorithm):
             pred = vote(counts, assign, self._n_classes).argmax(-1)[0].cpu()
             per = per_class_accuracy(pred, ys, self._n_classes)
             per_pw = per_class_accuracy(proportion_vote(counts, rates).argmax(-1)[0].cpu(), ys, self._n_classes)
-
-            def mean_over(classes, acc):
-                return sum(acc[f"accuracy_class_{c}"] for c in classes) / len(classes)
+            acc_seen = _mean_over(seen, per)
             rows.append({
                 "t_s": float(t_s), "algorithm": snap["algorithm"], "phase": snap["phase"],
                 "classes_seen": len(seen), "classes": " ".join(map(str, seen)),
-                "newest": " ".join(map(str, snap["newest"])), "accuracy_seen": mean_over(seen, per), "accuracy_newest": mean_over(snap["newest"], per),
-                "accuracy": mean_over(seen, per), "accuracy_hw": mean_over(seen, per),
-                "accuracy_seen_proportion": mean_over(seen, per_pw),
-                "accuracy_newest_proportion": mean_over(snap["newest"], per_pw), **per,
+                "newest": " ".join(map(str, snap["newest"])), "accuracy_seen": acc_seen,
+                "accuracy_newest": _mean_over(snap["newest"], per), "accuracy": acc_seen, "accuracy_hw": acc_seen,
+                "accuracy_seen_proportion": _mean_over(seen, per_pw),
+                "accuracy_newest_proportion": _mean_over(snap["newest"], per_pw), **per,
                 "n_train_phase": snap["n_train"], "neurons_assigned": int((assign[0] >= 0).sum()),
                 "n_test_seen": int(mask.sum()),
             })
@@ -314,6 +312,11 @@ class ASPAlgorithm(STDPAlgorithm):
     def snapshots(self) -> list[dict]:
         """Per algorithm × phase: weights ``[R, in, out]`` and θ at the end of the phase (sequential runs)."""
         return list(self._snapshots)
+
+
+def _mean_over(classes, per: dict) -> float:
+    """Mean of the per-class accuracies ``per`` (``accuracy_class_<k>``) over ``classes``."""
+    return sum(per[f"accuracy_class_{c}"] for c in classes) / len(classes)
 
 
 class _NoRule:
