@@ -63,7 +63,7 @@ from .learning.diehl_cook import (
     proportion_vote,
     vote,
 )
-from .learning.synapses import NORMALISATIONS, TorchSynapses
+from .learning.synapses import NORMALISATIONS, ROUNDINGS, TorchSynapses
 from .stdp import STDPAlgorithm
 from .stochastic_stdp import RuleConfig
 
@@ -120,8 +120,9 @@ class ASPAlgorithm(STDPAlgorithm):
                                         "algorithm × phase (forgetting.png)", nullable=True)
         synapses: str = param("software", description="crossbar (devices, leak as write pulses) or software",
                               choices=["crossbar", "software"])
-        rounding: str = param("stochastic", description="Δw → pulses (crossbar): stochastic, nearest or none",
-                              choices=["stochastic", "nearest", "none"])
+        rounding: str = param("stochastic", description="Δw → pulses (crossbar): stochastic, nearest, none or "
+                              "accumulate (a digital accumulator per synapse, whole pulses when it reaches a step)",
+                              choices=list(ROUNDINGS))
         write_every: str = param("image", description="image (one write burst after each presentation) or step",
                                  choices=list(WRITE_EVERY))
         replicas: int = param(1, description="independent networks (non-sequential runs)", ge=1)

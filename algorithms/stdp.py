@@ -42,7 +42,7 @@ from .learning.diehl_cook import (
     proportion_vote,
     vote,
 )
-from .learning.synapses import NORMALISATIONS, CrossbarSynapses, TorchSynapses
+from .learning.synapses import NORMALISATIONS, ROUNDINGS, CrossbarSynapses, TorchSynapses
 
 __all__ = ["STDPAlgorithm", "plot_receptive_fields", "receptive_field_similarity"]
 
@@ -70,9 +70,10 @@ class STDPAlgorithm(Algorithm):
                                  "presentation) or step (after every time step, the reference semantics)",
                                  choices=list(WRITE_EVERY))
         rounding: str = param("auto", description="Δw → pulses: stochastic (unbiased rounding of Δw/step), "
-                              "nearest, none (exact continuous writes; ideal device without levels) or auto (none "
-                              "where the device writes continuously, else stochastic)",
-                              choices=["auto", "stochastic", "nearest", "none"])
+                              "nearest, none (exact continuous writes; ideal device without levels), accumulate "
+                              "(mixed precision: a digital accumulator per synapse, whole pulses when it reaches a "
+                              "step) or auto (none where the device writes continuously, else stochastic)",
+                              choices=["auto", *ROUNDINGS])
         synapses: str = param("crossbar", description="crossbar (devices) or software (plain-torch reference, no energy)",
                               choices=["crossbar", "software"])
         replicas: int = param(1, description="independent networks trained together in one loop (one row each)", ge=1)

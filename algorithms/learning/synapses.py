@@ -25,9 +25,13 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["Synapses", "TorchSynapses", "CrossbarSynapses", "NORMALISATIONS"]
+__all__ = ["Synapses", "TorchSynapses", "CrossbarSynapses", "NORMALISATIONS", "ROUNDINGS"]
 
 NORMALISATIONS = ("reprogram", "gain", "none")
+
+
+#: Δw → pulses on a crossbar (:class:`CrossbarSynapses`)
+ROUNDINGS = ("stochastic", "nearest", "none", "accumulate")
 
 
 def _pairs(mask: Tensor) -> tuple[Tensor, Tensor]:
@@ -271,20 +275,26 @@ class CrossbarSynapses(Synapses):
       spikes ``n_i`` of each row, ADC conversions, digital partial-sum adds; latency per read).
     * writes: Δw (weight units) → signed pulse counts with the local nominal step of each cell
       (``Device.pulse_step``) and stochastic rounding (``rounding``; ``"none"``: exact continuous writes on
-      the ideal device), applied by the device's ``pulse`` — nonlinearity, c2c noise, levels and saturation
+      the ideal device; ``"accumulate"``: the mixed-precision scheme below), applied by the device's ``pulse`` — nonlinearity, c2c noise, levels and saturation
       act as in the device; write energy and latency to the ledger component ``write``. This is
       ``MappedMatrix.update``; for the one-cell-per-weight layouts (``unipolar``, ``offset``) only the
       columns that receive pulses are gathered and pulsed (STDP touches a few neurons per image), else
       ``MappedMatrix.update`` is called on the whole matrix.
     * normalisation ``reprogram``: the rescaled weights of the columns written since the last
       normalisation are written as pulses (``w' − w``).
+    * ``rounding="accumulate"``: mixed-precision updates (Nandakumar et al., "Mixed-precision deep learning
+      based on computational memory", Front. Neurosci. 14:406, 2020; first at ISCAS 2018): a digital accumulator ``χ`` per synapse collects the Δw; a write applies ``n = trunc((Δw + χ)/step)``
+      whole pulses and keeps ``χ ← Δw + χ − n·step`` (``|χ| <`` one local step). Updates smaller than a step
+      wait in ``χ`` instead of becoming single noisy pulses, and opposite updates cancel there before any
+      pulse. Deterministic; ``χ`` (:attr:`residual`, weight units ``[R, in, out]``) is what the array still
+      owes the rule. Cells with no step left in the needed direction (saturated) drop their ``χ``.
     """
 
     def __init__(self, mm, rounding: str = "stochastic", fast_read: bool | None = None):
         if mm.replicas is None:
             raise ValueError("mm: build the MappedMatrix with replicas=R (R ≥ 1)")
-        if rounding not in ("stochastic", "nearest", "none"):
-            raise ValueError(f"rounding: got {rounding!r}; allowed: 'stochastic', 'nearest', 'none'")
+        if rounding not in ROUNDINGS:
+            raise ValueError(f"rounding: got {rounding!r}; allowed: {', '.join(map(repr, ROUNDINGS))}")
         super().__init__(mm.replicas, mm.in_features, mm.out_features, 0.0, float(mm.w_max),
                          mm.torch_device, mm.dtype)
         self.mm = mm
@@ -299,6 +309,8 @@ class CrossbarSynapses(Synapses):
         self._rowg: Tensor | None = None
         self._g_seen: Tensor | None = None
         self._ref: Tensor | None = None
+        #: the accumulator of ``rounding="accumulate"`` (weight units ``[R, in, out]``, float64; None until used)
+        self.residual: Tensor | None = None
         self.pulses = 0.0  # total |pulses| applied
         self.pulses_pos = 0.0  # potentiating (SET/LTP) pulses
         self.pulses_neg = 0.0  # depressing (RESET/LTD) pulses
@@ -378,6 +390,36 @@ class CrossbarSynapses(Synapses):
         ledger.add(mm.name, "digital", n_add * int_add_energy_J(mm.accumulator_bits()), events=n_add)
 
     # -- writes ---------------------------------------------------------------------------------
+    def _pulse_counts(self, d: Tensor, step_pos: Tensor, step_neg: Tensor, scale: float = 1.0) -> tuple[Tensor, Tensor | None]:
+        """Signed pulse counts for the weight changes ``d`` (float64) with the local steps ``step/scale`` of a
+        potentiating and a depressing pulse (same shape), by :attr:`rounding`; with ``"accumulate"`` also the
+        new residual ``d − n·step`` (``d`` then includes the old residual)."""
+        from device_models.base import rand
+
+        pos = d > 0
+        step = torch.where(pos, step_pos, step_neg).to(torch.float64) / scale
+        ok = step > 0
+        x = torch.where(ok, d.abs() / torch.where(ok, step, torch.ones_like(step)), torch.zeros_like(step))
+        if self.rounding == "none":
+            return torch.where(pos, x, -x), None
+        x = x.clamp(max=1000.0)
+        if self.rounding == "nearest":
+            k = torch.round(x)
+        elif self.rounding == "accumulate":
+            k = torch.floor(x)
+        else:
+            fl = torch.floor(x)
+            k = fl + (rand(x.shape, self.mm.generator, torch.float64) < (x - fl)).to(x.dtype)
+        n = torch.where(pos, k, -k)
+        if self.rounding != "accumulate":
+            return n, None
+        return n, torch.where(ok, d - n * step, torch.zeros_like(d))
+
+    def _residual(self) -> Tensor:
+        if self.residual is None:
+            self.residual = torch.zeros(self.replicas, self.n_pre, self.n_post, dtype=torch.float64, device=self.device)
+        return self.residual
+
     def _apply(self, dw: Tensor, ledger) -> None:
         touched = (dw != 0).any(1)  # [R, out]
         if not bool(touched.any()):
@@ -385,7 +427,15 @@ class CrossbarSynapses(Synapses):
         self.dirty |= touched
         pairs = _pairs(touched)
         if not self.sliced or pairs[0].shape[1] > self.n_post // 2:
-            n = self.mm.update(dw.transpose(1, 2), ledger=ledger, rounding=self.rounding)
+            if self.rounding == "accumulate":  # MappedMatrix.update has no accumulator: the counts are made here
+                chi = self._residual()
+                d = dw.to(torch.float64) + chi
+                n, chi_new = self._pulse_counts(d.transpose(1, 2), self.mm.pulse_step_w(+1), self.mm.pulse_step_w(-1))
+                chi.copy_(chi_new.transpose(1, 2))
+                if bool((n != 0).any()):
+                    self.mm.pulse(n, ledger)
+            else:
+                n = self.mm.update(dw.transpose(1, 2), ledger=ledger, rounding=self.rounding)
             self._count(n)
             self.invalidate()
             return
@@ -399,8 +449,6 @@ class CrossbarSynapses(Synapses):
     def _write_columns(self, d: Tensor, cols: Tensor, valid: Tensor, ledger) -> None:
         """``MappedMatrix.update`` restricted to output column ``cols[r, m]`` of replica ``r`` (one cell per
         weight; ``valid`` marks the real entries of the padded ``[R, k]`` index); ``d`` ``[R, k, in]``."""
-        from device_models.base import rand
-
         mm, xb, dev = self.mm, self.mm.crossbar, self.mm.device
         rows, opt, ti = mm.spec.rows, mm.out_per_tile, mm.n_tiles_in
         r, k = cols.shape
@@ -414,24 +462,17 @@ class CrossbarSynapses(Synapses):
         full = state.g.shape
         d2d = {key: sub(v) for key, v in state.d2d.items() if torch.is_tensor(v) and v.shape == full}
         sub_state = state.replace(g=sub(state.g), d2d={**state.d2d, **d2d}, t_write_s=None)
+        accumulate = self.rounding == "accumulate"
+        d = d.to(torch.float64)
+        if accumulate:
+            d = d + self._residual().transpose(1, 2)[ridx, cols]
         pad = ti * rows - self.n_pre
         if pad:
             d = torch.nn.functional.pad(d, (0, pad))
-        d = (d * valid.unsqueeze(-1)).reshape(r, k, ti, rows).to(torch.float64)
-        pos = d > 0
-        step = torch.where(pos, dev.pulse_step(sub_state, +1), dev.pulse_step(sub_state, -1)).to(torch.float64) / mm.g_scale
-        ok = step > 0
-        x = torch.where(ok, d.abs() / torch.where(ok, step, torch.ones_like(step)), torch.zeros_like(step))
-        if self.rounding == "none":
-            n = torch.where(pos, x, -x)
-        else:
-            x = x.clamp(max=1000.0)
-            if self.rounding == "nearest":
-                kk = torch.round(x)
-            else:
-                fl = torch.floor(x)
-                kk = fl + (rand(x.shape, mm.generator, torch.float64) < (x - fl)).to(x.dtype)
-            n = torch.where(pos, kk, -kk)
+        d = (d * valid.unsqueeze(-1)).reshape(r, k, ti, rows)
+        n, chi = self._pulse_counts(d, dev.pulse_step(sub_state, +1), dev.pulse_step(sub_state, -1), mm.g_scale)
+        if accumulate:
+            self._residual().transpose(1, 2)[ridx[valid], cols[valid]] = chi.reshape(r, k, ti * rows)[:, :, : self.n_pre][valid]
         written = n != 0
         if not bool(written.any()):
             return
