@@ -337,6 +337,43 @@ def test_paper_mode_spikes_act_on_the_next_step_as_in_brian():
         assert torch.allclose(v_b, runs[0][1], atol=2e-7, rtol=0) and torch.allclose(vi_b, runs[0][2], atol=2e-7, rtol=0)
 
 
+def test_paper_mode_stiff_steps_settle_at_the_equilibrium_instead_of_diverging():
+    """A volley of inhibition large enough to make the Euler step unstable (dt/τ·(1 + g_i) > 1: g_i ≈ 6 800, what
+    400 neurons firing together deliver) puts v at the instantaneous equilibrium v∞ (between E_inh and E_exc, as the
+    ODE keeps it) instead of overshooting to −1.26 V and oscillating; an ordinary step stays Euler's bit for bit.
+    In a network the guard keeps a synchronous volley from firing on through the input-free rest, and the closed
+    form, the numpy steps and the torch step loop still agree."""
+    exc = DiehlCookConductanceLIF(dt_s=0.5e-3)
+    st = exc.init_state((1, 1, 2), dtype=torch.float64)
+    st.v.fill_(-0.065)
+    inh = torch.tensor([[[6800.0, 10.0]]], dtype=torch.float64)  # neuron 0: stiff; neuron 1: ordinary
+    exc.step(None, st, learning=False, inhibition=inh)
+    gi = inh  # g_i decays, then this step's increment arrives (state g_i was 0)
+    v_inf = (gi[0, 0, 0] * exc.e_inh + exc.v_rest) / (1 + gi[0, 0, 0])
+    euler_stiff = -0.065 + exc.k * ((exc.v_rest + 0.065) + gi[0, 0, 0] * (exc.e_inh + 0.065))
+    assert float(euler_stiff) < -1.0  # what plain Euler would have done: −1.26 V
+    assert float(st.v[0, 0, 0]) == pytest.approx(float(v_inf), abs=1e-12) and exc.e_inh < float(st.v[0, 0, 0]) < exc.e_exc
+    assert float(st.v[0, 0, 1]) == float(-0.065 + exc.k * ((exc.v_rest + 0.065) + gi[0, 0, 1] * (exc.e_inh + 0.065)))
+    # a network in which every neuron crosses threshold in the same step (identical weights, strong input)
+    cfg = DiehlCookConfig.preset("paper", n_neurons=40)
+    spikes = torch.zeros(700, 1, 1, 784, dtype=torch.bool)
+    spikes[:, :, :, :200] = torch.rand(700, 1, 1, 200, generator=torch.Generator().manual_seed(0)) < 0.05
+    runs = []
+    for h in (0, 64):
+        net = DiehlCookNetwork(cfg, TorchSynapses(torch.full((1, 784, 40), 0.1)), torch.Generator().manual_seed(0))
+        net.scan_horizon = h
+        st, ist = net._train_state()
+        c, post = net._run(spikes, st, ist, learning=False, record=True)
+        rest, _ = net._run(torch.zeros(300, 1, 1, 784, dtype=torch.bool), st, ist, learning=False)
+        runs.append((c, post, rest, st.v.clone()))
+    (c0, post0, rest0, v0), (c1, post1, rest1, v1) = runs
+    first = int(torch.nonzero(post0.sum((1, 2, 3)))[0])
+    assert float(post0[first].sum()) == 40  # all 40 fire together: g_i = 39 × 17 = 663 > 1/k − 1 = 199
+    assert float(rest0.sum()) == 0.0  # and nothing fires in the input-free rest
+    assert float(c0.max()) <= 70  # at most one spike per refractory period (5 ms of 350)
+    assert torch.equal(post0, post1) and torch.equal(rest0, rest1) and torch.allclose(v0, v1, atol=2e-7, rtol=0)
+
+
 def test_paper_mode_test_retries_charge_only_the_samples_shown_again():
     """Inference energy of the "< 5 spikes → intensity +1, repeat" rule: a round charges the neuron updates of
     the samples it presents, not of the whole batch. A blank image never reaches 5 spikes (1 + max_retries
