@@ -275,16 +275,18 @@ class CrossbarSynapses(Synapses):
       spikes ``n_i`` of each row, ADC conversions, digital partial-sum adds; latency per read).
     * writes: Δw (weight units) → signed pulse counts with the local nominal step of each cell
       (``Device.pulse_step``) and stochastic rounding (``rounding``; ``"none"``: exact continuous writes on
-      the ideal device; ``"accumulate"``: the mixed-precision scheme below), applied by the device's ``pulse`` — nonlinearity, c2c noise, levels and saturation
-      act as in the device; write energy and latency to the ledger component ``write``. This is
-      ``MappedMatrix.update``; for the one-cell-per-weight layouts (``unipolar``, ``offset``) only the
-      columns that receive pulses are gathered and pulsed (STDP touches a few neurons per image), else
-      ``MappedMatrix.update`` is called on the whole matrix.
+      the ideal device; ``"accumulate"``: the mixed-precision scheme below), applied by the device's
+      ``pulse`` — nonlinearity, c2c noise, levels and saturation act as in the device; write energy and
+      latency to the ledger component ``write``. This is ``MappedMatrix.update``; for the
+      one-cell-per-weight layouts (``unipolar``, ``offset``) only the columns that receive pulses are
+      gathered and pulsed (STDP touches a few neurons per image), else ``MappedMatrix.update`` is called on
+      the whole matrix.
     * normalisation ``reprogram``: the rescaled weights of the columns written since the last
       normalisation are written as pulses (``w' − w``).
     * ``rounding="accumulate"``: mixed-precision updates (Nandakumar et al., "Mixed-precision deep learning
-      based on computational memory", Front. Neurosci. 14:406, 2020; first at ISCAS 2018): a digital accumulator ``χ`` per synapse collects the Δw; a write applies ``n = trunc((Δw + χ)/step)``
-      whole pulses and keeps ``χ ← Δw + χ − n·step`` (``|χ| <`` one local step). Updates smaller than a step
+      based on computational memory", Front. Neurosci. 14:406, 2020; first at ISCAS 2018): a digital
+      accumulator ``χ`` per synapse collects the Δw; a write applies ``n = trunc((Δw + χ)/step)`` whole
+      pulses and keeps ``χ ← Δw + χ − n·step`` (``|χ| <`` one local step). Updates smaller than a step
       wait in ``χ`` instead of becoming single noisy pulses, and opposite updates cancel there before any
       pulse. Deterministic; ``χ`` (:attr:`residual`, weight units ``[R, in, out]``) is what the array still
       owes the rule. Cells with no step left in the needed direction (saturated) drop their ``χ``.

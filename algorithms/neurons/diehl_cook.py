@@ -25,9 +25,10 @@ instantaneous equilibrium ``v∞ = (v_rest + g_e·E_exc + g_i·E_inh)/(1 + g_e +
 step, so that v stays between the reversal potentials as the ODE keeps it. Elsewhere the step is Euler's,
 bit for bit. It matters when many neurons fire together: at dt/τ = 0.005 it takes g_i > 199, i.e. about
 12 inhibitory spikes of weight 17 arriving in one step (a 400-neuron paper-mode network with all neurons
-firing in one step got g_i ≈ 6 800 and, without the guard, kept firing through the input-free rest). Spike order as in Brian 1
-(a spike is propagated after the update of the step that emits it): an excitatory spike of step t reaches
-its inhibitory neuron's update at t+1, whose spike reaches the other excitatory neurons at t+2.
+firing in one step got g_i ≈ 6 800 and, without the guard, kept firing through the input-free rest).
+Spike order as in Brian 1 (a spike is propagated after the update of the step that emits it): an
+excitatory spike of step t reaches its inhibitory neuron's update at t+1, whose spike reaches the other
+excitatory neurons at t+2.
 
 Current-based excitatory neuron (:class:`DiehlCookCurrentLIF`, ``mode: fast``)
 ------------------------------------------------------------------------------
