@@ -137,6 +137,35 @@ _MAX_PULSES = 1000
 _P_MAX = 1.0 - 1e-9
 
 
+
+def pulse_counts(dw: Tensor, step_pos: Tensor, step_neg: Tensor, rounding: str,
+                 generator=None) -> tuple[Tensor, Tensor | None]:
+    """Weight changes ``dw`` → signed pulse counts, with ``step_pos``/``step_neg`` the local nominal weight step
+    of a potentiating / depressing pulse of each cell (same shape; cells with no step left get none).
+
+    ``"stochastic"``: ``⌊|dw|/step⌋ + Bernoulli(frac)`` (unbiased; at most 1000 per cell); ``"nearest"``: rounded;
+    ``"none"``: the exact fractional count (continuous devices); ``"accumulate"``: truncated towards zero, and
+    the residual ``dw − n·step`` is returned as well (mixed precision: Nandakumar et al., Front. Neurosci.
+    14:406, 2020) — for the other modes the residual is None."""
+    pos = dw > 0
+    step = torch.where(pos, step_pos, step_neg)
+    ok = step > 0
+    x = torch.where(ok, dw.abs() / torch.where(ok, step, torch.ones_like(step)), torch.zeros_like(step))
+    if rounding == "none":
+        return torch.where(pos, x, -x), None
+    x = x.clamp(max=_MAX_PULSES)
+    if rounding == "nearest":
+        k = torch.round(x)
+    elif rounding == "accumulate":
+        k = torch.floor(x)
+    else:
+        fl = torch.floor(x)
+        k = fl + (rand(x.shape, generator, torch.float64) < (x - fl)).to(x.dtype)
+    n = torch.where(pos, k, -k)
+    if rounding != "accumulate":
+        return n, None
+    return n, torch.where(ok, dw - n * step, torch.zeros_like(dw))
+
 @dataclass
 class RowDrive:
     """Row drive of one :meth:`MappedMatrix.drive` call (the input of :meth:`MappedMatrix.signals`).
@@ -650,24 +679,13 @@ class MappedMatrix:
         m = self._mask_arg(mask)
         if m is not None:
             dw = torch.where(m, dw, torch.zeros((), dtype=dw.dtype, device=dw.device))
-        pos = dw > 0
-        step = torch.where(pos, self.pulse_step_w(+1), self.pulse_step_w(-1))
-        ok = step > 0
-        x = torch.where(ok, dw.abs() / torch.where(ok, step, torch.ones_like(step)), torch.zeros_like(step))
+        if rounding == "none" and not getattr(self.device, "continuous_writes", False):
+            raise ValueError(f"rounding: 'none' needs a device with continuous writes (the ideal device without "
+                             f"levels); device {self.device.name!r} takes whole pulses")
+        n, _ = pulse_counts(dw, self.pulse_step_w(+1), self.pulse_step_w(-1), rounding, self.generator)
         if rounding == "none":
-            if not getattr(self.device, "continuous_writes", False):
-                raise ValueError(f"rounding: 'none' needs a device with continuous writes (the ideal device without "
-                                 f"levels); device {self.device.name!r} takes whole pulses")
-            n = torch.where(pos, x, -x)
             self.pulse(n, ledger, None, _exact=True)
             return n
-        x = x.clamp(max=_MAX_PULSES)
-        if rounding == "nearest":
-            k = torch.round(x)
-        else:
-            fl = torch.floor(x)
-            k = fl + (rand(x.shape, self.generator, torch.float64) < (x - fl)).to(x.dtype)
-        n = torch.where(pos, k, -k)
         if bool((n != 0).any()):
             self.pulse(n, ledger, None)
         return n

@@ -25,6 +25,8 @@ import math
 import torch
 from torch import Tensor
 
+from circuits.mapping import pulse_counts
+
 __all__ = ["Synapses", "TorchSynapses", "CrossbarSynapses", "NORMALISATIONS", "ROUNDINGS"]
 
 NORMALISATIONS = ("reprogram", "gain", "none")
@@ -392,31 +394,6 @@ class CrossbarSynapses(Synapses):
         ledger.add(mm.name, "digital", n_add * int_add_energy_J(mm.accumulator_bits()), events=n_add)
 
     # -- writes ---------------------------------------------------------------------------------
-    def _pulse_counts(self, d: Tensor, step_pos: Tensor, step_neg: Tensor, scale: float = 1.0) -> tuple[Tensor, Tensor | None]:
-        """Signed pulse counts for the weight changes ``d`` (float64) with the local steps ``step/scale`` of a
-        potentiating and a depressing pulse (same shape), by :attr:`rounding`; with ``"accumulate"`` also the
-        new residual ``d − n·step`` (``d`` then includes the old residual)."""
-        from device_models.base import rand
-
-        pos = d > 0
-        step = torch.where(pos, step_pos, step_neg).to(torch.float64) / scale
-        ok = step > 0
-        x = torch.where(ok, d.abs() / torch.where(ok, step, torch.ones_like(step)), torch.zeros_like(step))
-        if self.rounding == "none":
-            return torch.where(pos, x, -x), None
-        x = x.clamp(max=1000.0)
-        if self.rounding == "nearest":
-            k = torch.round(x)
-        elif self.rounding == "accumulate":
-            k = torch.floor(x)
-        else:
-            fl = torch.floor(x)
-            k = fl + (rand(x.shape, self.mm.generator, torch.float64) < (x - fl)).to(x.dtype)
-        n = torch.where(pos, k, -k)
-        if self.rounding != "accumulate":
-            return n, None
-        return n, torch.where(ok, d - n * step, torch.zeros_like(d))
-
     def _residual(self) -> Tensor:
         if self.residual is None:
             self.residual = torch.zeros(self.replicas, self.n_pre, self.n_post, dtype=torch.float64, device=self.device)
@@ -432,7 +409,8 @@ class CrossbarSynapses(Synapses):
             if self.rounding == "accumulate":  # MappedMatrix.update has no accumulator: the counts are made here
                 chi = self._residual()
                 d = dw.to(torch.float64) + chi
-                n, chi_new = self._pulse_counts(d.transpose(1, 2), self.mm.pulse_step_w(+1), self.mm.pulse_step_w(-1))
+                n, chi_new = pulse_counts(d.transpose(1, 2), self.mm.pulse_step_w(+1), self.mm.pulse_step_w(-1),
+                                          self.rounding)
                 chi.copy_(chi_new.transpose(1, 2))
                 if bool((n != 0).any()):
                     self.mm.pulse(n, ledger)
@@ -472,7 +450,8 @@ class CrossbarSynapses(Synapses):
         if pad:
             d = torch.nn.functional.pad(d, (0, pad))
         d = (d * valid.unsqueeze(-1)).reshape(r, k, ti, rows)
-        n, chi = self._pulse_counts(d, dev.pulse_step(sub_state, +1), dev.pulse_step(sub_state, -1), mm.g_scale)
+        steps = [dev.pulse_step(sub_state, sign).to(torch.float64) / mm.g_scale for sign in (+1, -1)]
+        n, chi = pulse_counts(d, *steps, self.rounding, mm.generator)
         if accumulate:
             self._residual().transpose(1, 2)[ridx[valid], cols[valid]] = chi.reshape(r, k, ti * rows)[:, :, : self.n_pre][valid]
         written = n != 0
