@@ -33,6 +33,7 @@ from circuits import DAC, EnergyLedger, MappedMatrix
 from .base import Algorithm, Hardware, ledger_columns, param, per_class_accuracy
 from .learning.diehl_cook import (
     MODES,
+    NU_SCHEDULES,
     WRITE_EVERY,
     DiehlCookConfig,
     DiehlCookNetwork,
@@ -40,6 +41,7 @@ from .learning.diehl_cook import (
     init_weights,
     labels_from_rates,
     proportion_vote,
+    rate_scale,
     vote,
 )
 from .learning.synapses import NORMALISATIONS, ROUNDINGS, CrossbarSynapses, TorchSynapses
@@ -91,6 +93,11 @@ class STDPAlgorithm(Algorithm):
                                           gt=0, nullable=True)
         nu_pre: float | None = param(None, description="depression rate (null: 1e-4)", ge=0, nullable=True)
         nu_post: float | None = param(None, description="potentiation rate (null: 1e-2)", ge=0, nullable=True)
+        nu_schedule: str = param("constant", description="learning-rate schedule over the training images "
+                                 "(all passes): constant (the codes'), linear (1 → nu_final) or exponential (geometric, "
+                                 "1 → nu_final); scales the rule's rates (ν_pre, ν_post; η)", choices=list(NU_SCHEDULES))
+        nu_final: float = param(0.05, description="nu_schedule linear/exponential: the rate at the end of training as "
+                                "a fraction of the first", gt=0, le=1)
         theta_plus: float | None = param(None, description="threshold increment per spike (null: 0.05 mV)", unit="V",
                                          ge=0, nullable=True)
         norm_total: float | None = param(None, description="column sum of the input weights (null: 78/784 (paper) or "
@@ -119,6 +126,7 @@ class STDPAlgorithm(Algorithm):
                                           normalisation=p.normalisation, synchronous=bool(p.synchronous),
                                           input_spikes=p.input_spikes, online_dw=bool(p.online_dw),
                                           input_delay_s=float(p.input_delay_s), **overrides)
+        rate_scale(p.nu_schedule, p.nu_final, 0.0)  # checks algorithm.nu_schedule and nu_final
         self.net: DiehlCookNetwork | None = None
         self.mm: MappedMatrix | None = None
         self._assign_x = self._assign_y = None
@@ -169,9 +177,12 @@ class STDPAlgorithm(Algorithm):
         self.net = DiehlCookNetwork(self.cfg, syn, gen)
         self._calibrate(x, gen)
         n = x.shape[0]
+        n_learn = max(n * p.epochs, 1)
         t0 = time.perf_counter()
-        for _ in range(p.epochs):
+        for e in range(p.epochs):
             for i in range(n):
+                if p.nu_schedule != "constant":
+                    self.net.rule.scale_rates(rate_scale(p.nu_schedule, p.nu_final, (e * n + i) / n_learn))
                 self.net.present(x[i], learning=True, ledger=ledger)
                 if ledger is not None:
                     ledger.count_inferences(p.replicas)

@@ -494,6 +494,46 @@ def test_registry_params_and_errors():
         CrossbarSynapses(_chip(torch.rand(1, 8, 2, dtype=torch.float64) * 0.3, PCM()), rounding="none")
 
 
+@pytest.mark.parametrize("schedule", ["linear", "exponential"])
+def test_learning_rate_schedule_scales_the_rule_per_image(schedule):
+    """ν(k) = ν0·(1 − (1 − f)·k/N) or ν0·f^(k/N) for image k of N (all passes): the rule's rates at the last
+    image are the hand-computed ones, and the schedule changes the learned weights; ``constant`` is the default
+    run bit for bit."""
+    from algorithms.learning import rate_scale
+
+    assert rate_scale("constant", 0.05, 0.7) == 1.0
+    assert rate_scale("linear", 0.2, 0.5) == pytest.approx(0.6, abs=1e-15)
+    assert rate_scale("exponential", 0.01, 0.5) == pytest.approx(0.1, abs=1e-15)
+    assert rate_scale("exponential", 0.05, 1.0) == pytest.approx(0.05, abs=1e-15)
+    with pytest.raises(ValueError, match="nu_schedule"):
+        rate_scale("cosine", 0.05, 0.5)
+    with pytest.raises(ValueError, match="nu_final"):
+        rate_scale("linear", 0.0, 0.5)
+
+    class D:
+        x_train = _images(6, seed=4)
+        y_train = torch.tensor([0, 1, 0, 1, 0, 1])
+
+    cls = get_algorithm("stdp")
+
+    def run(**kw):
+        alg = cls(cls.make_params(n_neurons=4, epochs=2, synapses="software", **kw),
+                  Hardware(device=IdealDevice(), generator=torch.Generator().manual_seed(1)))
+        alg.fit(D(), None)
+        return alg
+
+    base, const = run(), run(nu_schedule="constant")
+    assert torch.equal(base.weights(), const.weights())
+    alg = run(nu_schedule=schedule, nu_final=0.1)
+    k, n = 11, 12  # the last image of 2 passes over 6
+    f = 1 - 0.9 * k / n if schedule == "linear" else 0.1 ** (k / n)
+    assert alg.net.rule.nu_post == pytest.approx(1e-2 * f, rel=1e-12)
+    assert alg.net.rule.nu_pre == pytest.approx(1e-4 * f, rel=1e-12)
+    assert not torch.equal(alg.weights(), base.weights())
+    with pytest.raises(ValueError, match="algorithm.nu_schedule"):
+        cls(cls.make_params(nu_schedule="cosine"), Hardware(device=IdealDevice()))
+
+
 def test_short_mnist_run_learns(mnist_dir, tmp_path):
     """400 MNIST images on a crossbar (ideal device): accuracy well above chance (10 %), distinct receptive fields."""
     from xbarsim.datasets import load_mnist

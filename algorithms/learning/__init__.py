@@ -13,6 +13,7 @@ from .diehl_cook import (
     init_weights,
     labels_from_rates,
     proportion_vote,
+    rate_scale,
     vote,
 )
 from .rules import (
@@ -37,6 +38,7 @@ __all__ = [
     "class_rates",
     "labels_from_rates",
     "proportion_vote",
+    "rate_scale",
     "RULES",
     "LearningRule",
     "PairSTDP",

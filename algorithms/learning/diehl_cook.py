@@ -70,7 +70,7 @@ from ..neurons.diehl_cook import (
 from .rules import LearningRule, OnlineTripletDrive, PairSTDP, PowerLawSTDP, TripletSTDP
 from .synapses import NORMALISATIONS, Synapses
 
-__all__ = ["DiehlCookConfig", "DiehlCookNetwork", "MODES", "WRITE_EVERY", "assign_labels", "vote",
+__all__ = ["DiehlCookConfig", "DiehlCookNetwork", "MODES", "WRITE_EVERY", "NU_SCHEDULES", "rate_scale", "assign_labels", "vote",
            "class_rates", "labels_from_rates", "proportion_vote",
            "init_weights", "E_NEURON_CURRENT_J", "E_NEURON_CONDUCTANCE_J", "E_TRACE_J", "E_DW_J"]
 
@@ -78,6 +78,25 @@ MODES = ("paper", "fast")
 WRITE_EVERY = ("step", "image")
 RULE_NAMES = ("pair", "triplet", "power")
 INPUT_SPIKES = ("poisson", "poisson_isi")
+NU_SCHEDULES = ("constant", "linear", "exponential")
+
+
+def rate_scale(schedule: str, final: float, progress: float) -> float:
+    """Learning-rate factor at ``progress`` ∈ [0, 1] of training (images learned / images to learn):
+    ``constant`` 1; ``linear`` ``1 − (1 − final)·progress``; ``exponential`` ``final**progress`` (a geometric
+    decay from 1 to ``final``). Annealing the rate over the pass is xbarsim's option, not Diehl & Cook's
+    (their rates are constant); it is the usual cure for a one-pass learner that keeps overwriting what it
+    learned early (README, STDP accuracy)."""
+    if schedule not in NU_SCHEDULES:
+        raise ValueError(f"algorithm.nu_schedule: got {schedule!r}; allowed {list(NU_SCHEDULES)}")
+    if not 0.0 < final <= 1.0:
+        raise ValueError(f"algorithm.nu_final: got {final!r}; the final rate as a fraction of the first, in (0, 1]")
+    p = min(max(float(progress), 0.0), 1.0)
+    if schedule == "linear":
+        return 1.0 - (1.0 - final) * p
+    if schedule == "exponential":
+        return final ** p
+    return 1.0
 
 #: Energy per neuron update [J], digital fp32 at 45 nm (Horowitz, ISSCC 2014: mult 3.7 pJ, add 0.9 pJ) [est]:
 #: current-based: 1 mult (leak) + 3 adds (rest term, input, threshold compare) = 6.4 pJ;

@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -129,6 +130,15 @@ class LearningRule:
 
     #: whether the traces are cleared between samples (BindsNET resets; the paper lets a rest decay them)
     reset_traces: bool = True
+    #: the learning-rate attributes a schedule scales (:meth:`scale_rates`)
+    rate_fields: ClassVar[tuple[str, ...]] = ()
+
+    def scale_rates(self, factor: float) -> None:
+        """Set the learning rates (:attr:`rate_fields`) to ``factor`` × their values at the first call: a
+        learning-rate schedule (:func:`algorithms.learning.diehl_cook.rate_scale`)."""
+        base = self.__dict__.setdefault("_base_rates", {k: getattr(self, k) for k in self.rate_fields})
+        for k, v in base.items():
+            setattr(self, k, v * factor)
 
     def bind(self, synapses) -> LearningRule:
         self.synapses = synapses
@@ -160,6 +170,7 @@ class LearningRule:
 class PairSTDP(LearningRule):
     """BindsNET ``PostPre``: depression on pre spikes by ``x_post``, potentiation on post spikes by ``x_pre``."""
 
+    rate_fields: ClassVar[tuple[str, ...]] = ("nu_pre", "nu_post")
     nu_pre: float = 1e-4
     nu_post: float = 1e-2
     tau_pre_s: float = 20e-3
@@ -290,6 +301,7 @@ def _set_final(x: Tensor, spikes: Tensor, decay: float, rows: Tensor | None) -> 
 class TripletSTDP(LearningRule):
     """The triplet rule of the Diehl & Cook (2015) code (module docstring)."""
 
+    rate_fields: ClassVar[tuple[str, ...]] = ("nu_pre", "nu_post")
     nu_pre: float = 1e-4
     nu_post: float = 1e-2
     tau_pre_s: float = 20e-3
@@ -608,6 +620,7 @@ class PowerLawSTDP(LearningRule):
     available). ``(w_max − w)^μ`` uses the weights held when the Δw is computed: at the start of the
     presentation with ``write_every: image``, after the previous step with ``write_every: step``."""
 
+    rate_fields: ClassVar[tuple[str, ...]] = ("eta",)
     eta: float = 1e-2
     x_tar: float = 0.4
     mu: float = 0.2
