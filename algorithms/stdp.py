@@ -178,11 +178,13 @@ class STDPAlgorithm(Algorithm):
         self._calibrate(x, gen)
         n = x.shape[0]
         n_learn = max(n * p.epochs, 1)
+        schedule = (getattr(p, "nu_schedule", "constant"), getattr(p, "nu_final", 1.0))  # stdp, stochastic_stdp
+        rate_scale(*schedule, 0.0)
         t0 = time.perf_counter()
         for e in range(p.epochs):
             for i in range(n):
-                if p.nu_schedule != "constant":
-                    self.net.rule.scale_rates(rate_scale(p.nu_schedule, p.nu_final, (e * n + i) / n_learn))
+                if schedule[0] != "constant":
+                    self.net.rule.scale_rates(rate_scale(*schedule, (e * n + i) / n_learn))
                 self.net.present(x[i], learning=True, ledger=ledger)
                 if ledger is not None:
                     ledger.count_inferences(p.replicas)

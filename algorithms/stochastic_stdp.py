@@ -40,7 +40,7 @@ import torch
 from circuits import DAC, MappedMatrix
 
 from .base import Hardware, param
-from .learning.diehl_cook import MODES, WRITE_EVERY, DiehlCookConfig
+from .learning.diehl_cook import MODES, NU_SCHEDULES, WRITE_EVERY, DiehlCookConfig
 from .learning.stochastic import DEPRESSION_MODES, SYNAPSE_MODES, BinarySynapses, MTJCrossbarSynapses, StochasticSTDP
 from .stdp import LAYER, STDPAlgorithm
 
@@ -78,6 +78,11 @@ class StochasticSTDPAlgorithm(STDPAlgorithm):
                                  "(0.015: best measured over one MNIST pass; 0.03 learns faster on short runs)", ge=0, le=1)
         gamma_dep: float = param(0.005, description="depression probability scale (anti_hebbian: gamma_dep·(1 − x_pre) "
                                  "for silent pres on a post spike; pre: gamma_dep·x_post on a pre spike)", ge=0, le=1)
+        nu_schedule: str = param("constant", description="schedule of the switching probabilities over the training "
+                                 "images (all passes): constant, linear (1 → nu_final) or exponential (geometric, "
+                                 "1 → nu_final); scales gamma_pot and gamma_dep", choices=list(NU_SCHEDULES))
+        nu_final: float = param(0.05, description="nu_schedule linear/exponential: gamma_pot and gamma_dep at the end "
+                                "of training as a fraction of the first", gt=0, le=1)
         depression: str = param("anti_hebbian", description="anti_hebbian (ReStoCNet HB-STDP), balanced (anti-Hebbian "
                                 "with the depression scaled per post spike so the column's expected ON count goes to "
                                 "on_target·n_in), pre (pair rule), both, none", choices=list(DEPRESSION_MODES))

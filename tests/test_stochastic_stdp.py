@@ -96,3 +96,14 @@ def test_crossbar_mode_switches_mapped_mtj_cells(digits):
     assert led.by_component()["write"] == pytest.approx(syn.write_energy_J, rel=1e-6) and syn.attempts > 0
     w = syn.weights()
     assert ((w < 0.25) | (w > 0.75)).all()  # binary cells (d2d R spread moves the levels a little)
+
+
+def test_switching_probability_schedule(digits):
+    """nu_schedule scales γ_pot and γ_dep per training image: at the last of 24 images (k = 23) they are
+    γ·f^(23/24) (exponential), and the annealed network switches fewer synapses than the constant one."""
+    const, _ = _fit(digits, gamma_pot=0.2, gamma_dep=0.1)
+    alg, _ = _fit(digits, gamma_pot=0.2, gamma_dep=0.1, nu_schedule="exponential", nu_final=0.1)
+    f = 0.1 ** (23 / 24)
+    assert alg.net.rule.gamma_pot == pytest.approx(0.2 * f, rel=1e-12)
+    assert alg.net.rule.gamma_dep == pytest.approx(0.1 * f, rel=1e-12)
+    assert alg.net.syn.switches < const.net.syn.switches

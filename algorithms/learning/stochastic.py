@@ -68,6 +68,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -104,6 +105,7 @@ class StochasticSTDP(LearningRule):
     attempt), or ``None`` when nothing is attempted (the usual step: event-driven).
     """
 
+    rate_fields: ClassVar[tuple[str, ...]] = ("gamma_pot", "gamma_dep")
     gamma_pot: float = 0.05
     gamma_dep: float = 0.05
     tau_pre_s: float = 20e-3
