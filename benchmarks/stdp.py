@@ -46,10 +46,15 @@ def mnist(data: str | None):
         return d.x_train.reshape(d.x_train.shape[0], -1), "digits"
 
 
-def build(n: int, mode: str, device: str, r: int, n_in: int, seed: int = 0, write_every: str = "image"):
+def build(n: int, mode: str, device: str, r: int, n_in: int, seed: int = 0, write_every: str = "image",
+          torch_device: str = "cpu"):
+    """A fast/paper network of ``r`` replicas: ``device`` software, ideal (exact writes) or rram (TaOx/HfOx pulses);
+    the initial weights are drawn on the CPU (the same on every ``torch_device``)."""
     g = torch.Generator().manual_seed(seed)
     cfg = DiehlCookConfig.preset(mode, n_neurons=n, write_every=write_every)
-    w0 = init_weights(cfg, n_in, r, g)
+    w0 = init_weights(cfg, n_in, r, g).to(torch_device)
+    if torch_device != "cpu":
+        g = torch.Generator(device=torch_device).manual_seed(seed)
     if device == "software":
         syn = TorchSynapses(w0)
     else:
@@ -58,7 +63,7 @@ def build(n: int, mode: str, device: str, r: int, n_in: int, seed: int = 0, writ
         dev = IdealDevice() if device == "ideal" else load_preset("rram_taox_hfox")
         if device == "rram":
             dev = dataclasses.replace(dev, sigma_read=0.0)
-        gens = [torch.Generator().manual_seed(seed + 1 + k) for k in range(r)]
+        gens = [torch.Generator(device=torch_device).manual_seed(seed + 1 + k) for k in range(r)]
         mm = MappedMatrix(w0.transpose(1, 2).contiguous(), dev, spec=CrossbarSpec(scheme="unipolar"), dac=DAC(mode="spikes"),
                           adc=ADC(bits=None), generator=gens, w_max=1.0, replicas=r, name="stdp_input")
         syn = CrossbarSynapses(mm, rounding="none" if device == "ideal" else "stochastic")
