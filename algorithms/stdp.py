@@ -178,8 +178,7 @@ class STDPAlgorithm(Algorithm):
         self._calibrate(x, gen)
         n = x.shape[0]
         n_learn = max(n * p.epochs, 1)
-        schedule = (getattr(p, "nu_schedule", "constant"), getattr(p, "nu_final", 1.0))  # stdp, stochastic_stdp
-        rate_scale(*schedule, 0.0)
+        schedule = (getattr(p, "nu_schedule", "constant"), getattr(p, "nu_final", 1.0))  # asp has no schedule
         t0 = time.perf_counter()
         for e in range(p.epochs):
             for i in range(n):

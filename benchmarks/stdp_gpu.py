@@ -1,11 +1,13 @@
 """STDP (Diehl & Cook 2015, fast mode) on a GPU: replicas and the torch engines on CUDA.
 
-Two parts, each printed as a table:
+Three parts (``--parts``), each printed as a table:
 
 * **agreement** — the fast-mode network on ``--device`` against the same network on the CPU (compiled loops where
   numba is installed), both fed the *same* random draws (Poisson inputs and one-spike choices: the CPU
   generator's, copied to the device), 100 neurons, ideal crossbar with exact writes and software synapses:
-  images with identical spike counts, and the largest weight and θ differences after ``--agree-images`` images;
+  images with identical spike counts, and the largest weight and θ differences after ``--agree-images`` images
+  (paper mode too: the torch step loop on the device against the CPU's numpy engine);
+* **algorithm** — ``algorithm: stdp`` end to end (fit, labels, vote) on the device and on the CPU;
 * **speed** — training images/s (learning on) of R independent networks in one loop for each ``--replicas`` R,
   ideal crossbar and the TaOx/HfOx RRAM's pulses, 100 and 400 neurons, and test images/s (learning off,
   ``--test-batch`` images in lockstep); ``× R=1``: image-networks/s over one network's on the same device, and
@@ -43,6 +45,7 @@ def mnist_images(data: str, split: str = "train") -> torch.Tensor:
 
 
 def mnist_labels(data: str, split: str = "train") -> torch.Tensor:
+    """MNIST labels ``[n]`` (int64) from the idx files."""
     import gzip
 
     import numpy as np
