@@ -662,18 +662,25 @@ class MappedMatrix:
             g_step = self._from_cells(self.device.pulse_step(st, 1 if direction > 0 else -1))[..., 0, 0, :, :]
         return g_step.to(torch.float64) / self.g_scale
 
-    def update(self, dw: Tensor, ledger: EnergyLedger | None = None, mask: Tensor | None = None, rounding: str = "stochastic") -> Tensor:
+    def update(self, dw: Tensor, ledger: EnergyLedger | None = None, mask: Tensor | None = None, rounding: str = "stochastic",
+               residual: Tensor | None = None) -> Tensor:
         """Change the weights by ``dw`` (weight units, ``[out, in]``/``[R, out, in]``) with device pulses.
 
         ``rounding="stochastic"``: ``n = ⌊|dw|/step⌋ + Bernoulli(frac)`` pulses with ``step`` the local
         nominal weight step of the cell that moves (:meth:`pulse_step_w`; unbiased in expectation, at
         most 1000 pulses per cell and call; cells with no step left get none); ``"nearest"``: rounded;
         ``"none"``: exact continuous writes, only for devices with ``continuous_writes`` (the ideal
-        device without levels), which reproduces a software rule to float precision.
+        device without levels), which reproduces a software rule to float precision; ``"accumulate"``:
+        mixed precision (:func:`pulse_counts`) with ``residual`` the accumulator χ (float64, weight units, the
+        shape of ``dw``), updated in place: ``dw + χ`` is written as whole pulses and the remainder stays in χ
+        (masked cells keep theirs).
         Returns the signed pulse counts applied ``[*L, out, in]`` (fractional for ``"none"``).
         """
-        if rounding not in ("stochastic", "nearest", "none"):
-            raise ValueError(f"rounding: got {rounding!r}; allowed: 'stochastic', 'nearest', 'none'")
+        if rounding not in ("stochastic", "nearest", "none", "accumulate"):
+            raise ValueError(f"rounding: got {rounding!r}; allowed: 'stochastic', 'nearest', 'none', 'accumulate'")
+        if (rounding == "accumulate") != (residual is not None):
+            raise ValueError("residual: rounding 'accumulate' needs residual= (the accumulator, float64, shape of dw), "
+                             f"and only it takes one; got rounding {rounding!r}")
         self._check_pulsable("update")
         dw = self._weights_arg(dw, "dw")
         m = self._mask_arg(mask)
@@ -682,7 +689,13 @@ class MappedMatrix:
         if rounding == "none" and not getattr(self.device, "continuous_writes", False):
             raise ValueError(f"rounding: 'none' needs a device with continuous writes (the ideal device without "
                              f"levels); device {self.device.name!r} takes whole pulses")
-        n, _ = pulse_counts(dw, self.pulse_step_w(+1), self.pulse_step_w(-1), rounding, self.generator)
+        if residual is not None:
+            dw = dw.to(torch.float64) + residual
+            if m is not None:
+                dw = torch.where(m, dw, torch.zeros((), dtype=dw.dtype, device=dw.device))
+        n, chi = pulse_counts(dw, self.pulse_step_w(+1), self.pulse_step_w(-1), rounding, self.generator)
+        if residual is not None:
+            residual.copy_(chi if m is None else torch.where(m, chi, residual))
         if rounding == "none":
             self.pulse(n, ledger, None, _exact=True)
             return n

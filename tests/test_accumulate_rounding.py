@@ -100,3 +100,21 @@ def test_the_key_is_checked():
     assert validate_config({"algorithm": {"name": "asp", "rounding": "accumulate"}}).algorithm.rounding == "accumulate"
     with pytest.raises(ValueError, match="rounding"):
         CrossbarSynapses(_chip(torch.full((1, 2, 2), 0.5, dtype=torch.float64), IdealDevice()), rounding="sometimes")
+
+
+def test_mapped_matrix_update_with_an_accumulator():
+    """``MappedMatrix.update(rounding="accumulate", residual=χ)``: 0.4 step + χ 0.7 step → one pulse, χ 0.1 step;
+    a masked cell keeps its χ and gets no pulse; the accumulator is required with that rounding and refused
+    with the others."""
+    mm = _chip(torch.full((1, 2, 2), 7 * STEP, dtype=torch.float64), IdealDevice(levels=LEVELS))
+    chi = torch.full((1, 2, 2), 0.7 * STEP, dtype=torch.float64)  # [R, out, in]
+    mask = torch.ones(1, 2, 2, dtype=torch.bool)
+    mask[0, 1, 1] = False
+    n = mm.update(torch.full((1, 2, 2), 0.4 * STEP, dtype=torch.float64), rounding="accumulate", residual=chi,
+                  mask=mask)
+    assert n[0].tolist() == [[1.0, 1.0], [1.0, 0.0]]
+    assert chi[0, 0, 0] == pytest.approx(0.1 * STEP, abs=1e-12) and chi[0, 1, 1] == pytest.approx(0.7 * STEP, abs=1e-12)
+    with pytest.raises(ValueError, match="residual"):
+        mm.update(torch.zeros(1, 2, 2, dtype=torch.float64), rounding="accumulate")
+    with pytest.raises(ValueError, match="residual"):
+        mm.update(torch.zeros(1, 2, 2, dtype=torch.float64), rounding="stochastic", residual=chi)

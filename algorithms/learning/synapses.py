@@ -406,16 +406,8 @@ class CrossbarSynapses(Synapses):
         self.dirty |= touched
         pairs = _pairs(touched)
         if not self.sliced or pairs[0].shape[1] > self.n_post // 2:
-            if self.rounding == "accumulate":  # MappedMatrix.update has no accumulator: the counts are made here
-                chi = self._residual()
-                d = dw.to(torch.float64) + chi
-                n, chi_new = pulse_counts(d.transpose(1, 2), self.mm.pulse_step_w(+1), self.mm.pulse_step_w(-1),
-                                          self.rounding)
-                chi.copy_(chi_new.transpose(1, 2))
-                if bool((n != 0).any()):
-                    self.mm.pulse(n, ledger)
-            else:
-                n = self.mm.update(dw.transpose(1, 2), ledger=ledger, rounding=self.rounding)
+            chi = self._residual().transpose(1, 2) if self.rounding == "accumulate" else None
+            n = self.mm.update(dw.transpose(1, 2), ledger=ledger, rounding=self.rounding, residual=chi)
             self._count(n)
             self.invalidate()
             return
