@@ -100,6 +100,8 @@ class STDPAlgorithm(Algorithm):
                                 "a fraction of the first", gt=0, le=1)
         theta_plus: float | None = param(None, description="threshold increment per spike (null: 0.05 mV)", unit="V",
                                          ge=0, nullable=True)
+        tau_theta_s: float | None = param(None, description="adaptive-threshold decay time constant τ_θ (null: 1e4 s, "
+                                          "the codes' 1e7 ms)", unit="s", gt=0, nullable=True)
         norm_total: float | None = param(None, description="column sum of the input weights (null: 78/784 (paper) or "
                                          "0.1 (fast) of the inputs: 78 / 78.4 for MNIST)", gt=0, nullable=True)
         w_ie: float | None = param(None, description="inhibitory weight (null: 17.0 paper, 120 fast)", ge=0,
@@ -121,7 +123,8 @@ class STDPAlgorithm(Algorithm):
         super().__init__(params, hardware, model)
         p = params
         overrides = {k: getattr(p, k) for k in ("rule", "dt_s", "t_present_s", "max_rate_hz", "nu_pre", "nu_post",
-                                                 "x_tar", "mu", "theta_plus", "norm_total", "w_ie")}
+                                                 "x_tar", "mu", "theta_plus", "tau_theta_s", "norm_total",
+                                                 "w_ie")}
         self.cfg = DiehlCookConfig.preset(p.mode, n_neurons=int(p.n_neurons), write_every=p.write_every,
                                           normalisation=p.normalisation, synchronous=bool(p.synchronous),
                                           input_spikes=p.input_spikes, online_dw=bool(p.online_dw),

@@ -197,6 +197,34 @@ def test_adaptive_threshold_rises_by_theta_plus_and_decays(cls):
     assert torch.equal(st2.theta, theta0)
 
 
+@pytest.mark.parametrize("mode", ["fast", "paper"])
+def test_tau_theta_key_sets_the_threshold_decay(mode):
+    """``algorithm.tau_theta_s`` reaches the excitatory layer: over learning presentations of a blank image (no
+    spikes) every θ decays by exp(−T/τ_θ), T the time run (rest and paper mode's repeats included); a
+    non-positive τ_θ is refused naming the key."""
+    cls = get_algorithm("stdp")
+    alg = cls(cls.make_params(n_neurons=3, mode=mode, synapses="software", tau_theta_s=20.0),
+              Hardware(device=IdealDevice(), generator=torch.Generator().manual_seed(0)))
+
+    class D:
+        x_train = torch.zeros(1, 784)
+        y_train = torch.tensor([0])
+
+    alg.fit(D(), None)
+    net = alg.net
+    assert net.exc.tau_theta_s == 20.0
+    st, _ = net._train_state()
+    st.theta.fill_(0.03)
+    net.exc.decay_theta(st, 0)  # refreshes the cached threshold
+    shown = net.stats.presentations
+    net.present(torch.zeros(784), learning=True)
+    t = (net.stats.presentations - shown) * (net.cfg.steps + net.cfg.rest_steps) * net.cfg.dt_s
+    assert t == pytest.approx(11 * 0.5 if mode == "paper" else 0.25)  # paper: < 5 spikes → 10 repeats
+    assert torch.allclose(net.theta, torch.full_like(net.theta, 0.03 * math.exp(-t / 20.0)), rtol=1e-5)
+    with pytest.raises(ValueError, match="tau_theta_s"):
+        cls(cls.make_params(tau_theta_s=0.0), Hardware(device=IdealDevice()))
+
+
 def test_current_lif_is_bindsnet_leak():
     """Between inputs v relaxes to rest with τ = 100 ms exactly (``v ← rest + (v − rest)·e^(−dt/τ)``)."""
     n = DiehlCookCurrentLIF()

@@ -170,7 +170,7 @@ class DiehlCookConfig:
             raise ValueError(f"algorithm.n_neurons: got {self.n_neurons!r}; must be an integer ≥ 1")
         if self.norm_total is not None and not (math.isfinite(self.norm_total) and self.norm_total > 0):
             raise ValueError(f"algorithm.norm_total: got {self.norm_total!r}; must be a finite number > 0 or null")
-        for name in ("dt_s", "t_present_s", "max_rate_hz", "w_max", "norm_fraction"):
+        for name in ("dt_s", "t_present_s", "max_rate_hz", "w_max", "norm_fraction", "tau_theta_s"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"algorithm.{name}: got {v!r}; must be a finite number > 0")
