@@ -98,6 +98,9 @@ class ASPAlgorithm(STDPAlgorithm):
                               "whose weights reach 0 never fires again)", ge=0)
         theta_ref: float | None = param(None, description="adaptive threshold θ0 in τ_leak = τ0(1 + P/P_leak)(1 + θ/θ0) "
                                         "(null: θ not used)", unit="V", gt=0, nullable=True)
+        leak_corr_ref: float | None = param(None, description="per-synapse leak: τ_leak,ij = τ_leak,j·(1 + C_ij/C_ref), "
+                                            "C_ij the summed pre trace at the post spikes (pre–post correlation); "
+                                            "null: per neuron only", gt=0, nullable=True)
         tau_post_acc_s: float | None = param(None, description="decay time of the post activity count P (null: "
                                              "cumulative)", unit="s", gt=0, nullable=True)
         leak_interval: int = param(1, description="digital leak: write the decayed weights every n presentations",
@@ -167,7 +170,8 @@ class ASPAlgorithm(STDPAlgorithm):
         p, cfg = self.params, self.cfg
         rule = ASPRule(eta0=p.eta0, offset=p.offset, k_const=p.k_const, post_ref=p.post_ref,
                        leak_post_ref=p.leak_post_ref, tau_leak0_s=p.tau_leak0_s, alpha=p.alpha, decay=p.decay, w_rest=p.w_rest,
-                       theta_ref=p.theta_ref, tau_post_acc_s=p.tau_post_acc_s, w_min=0.0, w_max=cfg.w_max,
+                       theta_ref=p.theta_ref, leak_corr_ref=p.leak_corr_ref,
+                       tau_post_acc_s=p.tau_post_acc_s, w_min=0.0, w_max=cfg.w_max,
                        dt_s=cfg.dt_s)
         learning = ASPLearning(rule, leak_interval=p.leak_interval, theta=lambda: self._theta(),
                                extra_steps=cfg.rest_steps)

@@ -157,3 +157,43 @@ def test_significance_is_cumulative_by_default():
         out[tau_acc] = rule.post_count.clone()
     assert torch.equal(out[None], torch.tensor([[400.0, 0.0]]))
     assert out[0.5][0, 0].item() == pytest.approx(400.0 * math.exp(-3 * T * 1e-3 / 0.5), rel=1e-6)
+
+
+def test_correlated_synapse_forgets_slower_than_uncorrelated_one():
+    """Per-synapse leak (``leak_corr_ref``): on a post spike C_ij gains the pre trace x_pre,i, and over a silent
+    interval each synapse decays with τ_leak,j·(1 + C_ij/C_ref) (exact, checked against RK4 to 1e-6); the input
+    that spiked just before the post spike keeps more of its weight than one that spiked long before or never.
+    Presentation (one write per image) and step (one write per step) semantics give the same C."""
+    from algorithms.learning.asp import ASPLearning
+    from algorithms.learning.synapses import TorchSynapses
+
+    T, n_in = 30, 3
+    pre = torch.zeros(T, 1, n_in, dtype=torch.float64)
+    pre[4, 0, 0] = 1.0  # early: x_pre = e^(−25/20) at the post spike
+    pre[28, 0, 1] = 1.0  # 1 ms before the post spike
+    post = torch.zeros(T, 1, 1, dtype=torch.float64)
+    post[29, 0, 0] = 1.0
+    rule = ASPRule(tau_leak0_s=2.0, leak_post_ref=1e12, post_ref=1e12, eta0=0.0, leak_corr_ref=0.5, w_rest=0.0,
+                   dt_s=1e-3)
+    x_expected = torch.tensor([math.exp(-25e-3 / 20e-3), math.exp(-1e-3 / 20e-3), 0.0], dtype=torch.float64)
+    corr = {}
+    for mode in ("presentation", "step"):
+        syn = TorchSynapses(torch.full((1, n_in, 1), 0.5, dtype=torch.float64))
+        learn = ASPLearning(rule).bind(syn)
+        if mode == "presentation":
+            learn.presentation(pre, post)
+        else:
+            for t in range(T):
+                learn.step(pre[t], post[t] if post[t].any() else None)
+        corr[mode] = learn.corr[0, :, 0].clone()
+    assert torch.allclose(corr["presentation"], x_expected, rtol=1e-12, atol=0)
+    assert torch.allclose(corr["step"], x_expected, rtol=1e-12, atol=0)
+    tau = rule.synapse_tau(torch.tensor([[2.0]], dtype=torch.float64), x_expected.view(1, 1, n_in))
+    assert torch.allclose(tau[0, 0], 2.0 * (1 + x_expected / 0.5), rtol=1e-12)
+    w0 = torch.full((1, 1, n_in), 0.5, dtype=torch.float64)
+    after = rule.decayed(w0, 3.0, tau)
+    ref = _rk4(lambda x: -(x - rule.w_rest) / tau, w0.clone(), 3.0, 20_000)
+    assert torch.allclose(after, ref, atol=1e-6, rtol=0)
+    assert after[0, 0, 1] > after[0, 0, 0] > after[0, 0, 2]
+    with pytest.raises(ValueError, match="leak_corr_ref"):
+        ASPRule(leak_corr_ref=0.0)

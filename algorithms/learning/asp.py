@@ -42,7 +42,16 @@ sequential-digits protocol of :mod:`algorithms.asp` is this project's, not the p
       τ_leak,j · dw/dt = −α_lin      while w > w_rest    (decay = "linear")
       τ_leak,j = τ_0 · (1 + P_j/P_leak) · (1 + θ_j/θ_0)  ("τ_leak ∈ Post(t), (v_thresh + θ)")
 
-  Over an interval ``T`` with ``P`` and ``θ`` held at their values at its start the solution is
+  Optional per-synapse factor (``leak_corr_ref`` ``C_ref``; null: off, the default)::
+
+      τ_leak,ij = τ_leak,j · (1 + C_ij/C_ref),   C_ij ← C_ij + x_pre,i  on every post spike of j
+
+  ``C_ij`` is the cumulative pre–post correlation of the synapse (the pre trace at each post spike,
+  ``Σ exp(−Δt/τ_pre)``): the abstract's "leak rate of the synaptic weights is modulated based on the
+  temporal correlation between the spiking patterns of the pre- and post-synaptic neurons". The talk's
+  form is per neuron; this is the abstract's per synapse (*choice*: cumulative, like ``P``, and
+  multiplying the neuron's factor, so ``C_ref`` → ∞ is the talk's form).
+  Over an interval ``T`` with ``P``, ``θ`` and ``C`` held at their values at its start the solution is
   exact: ``w(T) = w_rest + (w − w_rest)·exp(−α_exp·T/τ_leak)`` and
   ``w(T) = max(w − α_lin·T/τ_leak, w_rest)`` (cells already below ``w_rest`` do not move).
   *Choices*: the linear dependences (monotone, as the talk states); ``P_leak`` (``leak_post_ref``)
@@ -106,6 +115,7 @@ class ASPRule:
     decay: str = "exp"
     w_rest: float = 0.0
     theta_ref: float | None = None
+    leak_corr_ref: float | None = None
     tau_pre_s: float = 20e-3
     tau_post_acc_s: float | None = None
     w_min: float = 0.0
@@ -122,6 +132,7 @@ class ASPRule:
         _check("alpha", self.alpha, 0.0)
         _check("w_rest", self.w_rest)
         _check("theta_ref", self.theta_ref, 0.0, lo_open=True, nullable=True)
+        _check("leak_corr_ref", self.leak_corr_ref, 0.0, lo_open=True, nullable=True)
         _check("tau_pre_s", self.tau_pre_s, 0.0, lo_open=True)
         _check("tau_post_acc_s", self.tau_post_acc_s, 0.0, lo_open=True, nullable=True)
         _check("dt_s", self.dt_s, 0.0, lo_open=True)
@@ -169,11 +180,16 @@ class ASPRule:
             tau = tau * (1.0 + theta.clamp(min=0.0) / self.theta_ref)
         return tau
 
+    def synapse_tau(self, tau_leak: Tensor, corr: Tensor) -> Tensor:
+        """``τ_leak,ij = τ_leak,j·(1 + C_ij/C_ref)`` ``[R, out, in]`` from ``τ_leak [R, out]`` and ``corr [R, out, in]``."""
+        return tau_leak.unsqueeze(2) * (1.0 + corr / self.leak_corr_ref)
+
     def decayed(self, w: Tensor, interval_s: float, tau_leak: Tensor) -> Tensor:
-        """Weights after ``interval_s`` of leak with ``τ_leak [R, out]`` held constant (exact solution)."""
+        """Weights ``[R, out, in]`` after ``interval_s`` of leak with ``τ_leak`` held constant (exact solution):
+        per neuron ``[R, out]`` or per synapse ``[R, out, in]``."""
         if not interval_s >= 0:
             raise ValueError(f"interval_s: got {interval_s!r}; must be ≥ 0 s")
-        rate = (self.alpha * interval_s / tau_leak).unsqueeze(2)  # [R, out, 1]
+        rate = self.alpha * interval_s / (tau_leak if tau_leak.dim() == w.dim() else tau_leak.unsqueeze(2))
         if self.decay == "exp":
             return self.w_rest + (w - self.w_rest) * torch.exp(-rate)
         above = w > self.w_rest
@@ -210,6 +226,7 @@ class ASPLearning(LearningRule):
         self.x_pre = torch.zeros(s.replicas, s.n_pre, device=s.device, dtype=s.dtype)
         self.pre_count = torch.zeros(s.replicas, s.n_pre, device=s.device, dtype=s.dtype)
         self.post_count = torch.zeros(s.replicas, s.n_post, device=s.device, dtype=s.dtype)
+        self.corr = None if self.rule.leak_corr_ref is None else s.new_delta()  # C [R, in, out] (crossbar layout)
 
     def reset(self) -> None:
         if self.reset_traces:
@@ -222,9 +239,13 @@ class ASPLearning(LearningRule):
 
     def _leak(self, interval_s: float) -> Tensor:
         w = self.synapses.weights()
-        tau = self.rule.tau_leak(self.post_count, self._theta())
         self.leak_writes += 1
-        return self._decay_crossbar(w, interval_s, tau)
+        return self._decay_crossbar(w, interval_s, self._tau())
+
+    def _tau(self) -> Tensor:
+        """``τ_leak`` per neuron ``[R, out]``, or per synapse ``[R, out, in]`` with the correlation factor."""
+        tau = self.rule.tau_leak(self.post_count, self._theta())
+        return tau if self.corr is None else self.rule.synapse_tau(tau, self.corr.transpose(1, 2))
 
     def _decay_crossbar(self, w: Tensor, interval_s: float, tau: Tensor) -> Tensor:
         """Leak Δw ``[R, in, out]`` (crossbar layout) over ``interval_s``."""
@@ -242,7 +263,9 @@ class ASPLearning(LearningRule):
             d = r.recovery_dw(self.x_pre, self.pre_count, post, before)
             if d is not None:
                 dw = d.transpose(1, 2)
-        leak = self._decay_crossbar(self.synapses.weights(), r.dt_s, r.tau_leak(self.post_count, self._theta()))
+            if self.corr is not None:
+                self.corr.add_(self.x_pre.unsqueeze(2) * post.unsqueeze(1))
+        leak = self._decay_crossbar(self.synapses.weights(), r.dt_s, self._tau())
         self.synapses.add(leak if dw is None else leak + dw)
 
     def presentation(self, pre: Tensor, post: Tensor, rows: Tensor | None = None) -> None:
@@ -260,6 +283,8 @@ class ASPLearning(LearningRule):
             drive = (x_pre - r.offset) - r.k_const * torch.pow(2.0, -acc)
             values = r.w_max * r.learning_rate(p_before).unsqueeze(1) * drive
             potentiate(dw, ev, values, 1.0)
+            if self.corr is not None:
+                potentiate(self.corr, ev, x_pre, 1.0)
         _set_final(self.x_pre, pre, r.decay_pre, rows)
         if r.decay_post_acc != 1.0:
             self.post_count.mul_(r.decay_post_acc ** t_steps)
