@@ -58,6 +58,13 @@ def test_mnist_one_pass_100_neurons_paper(mnist_dir):
     assert _run(mnist_dir, 100, "paper") >= 0.809
 
 
+def test_mnist_one_pass_100_neurons_paper_mode_threshold_memory_scaled(mnist_dir):
+    """Paper mode with τ_θ scaled to the network size (10⁴ s × 100/400 = 2 500 s; the released θ+·τ_θ caps a
+    100-neuron network's activity, docs/stdp_validation.md): measured 76.8 % (seed 0) and 74.3 % (seed 1), against
+    67.1 % with the released constants; ≥ 73 % allows the seed spread and stays 6 points above the released run."""
+    assert _run(mnist_dir, 100, "paper", synapses="software", tau_theta_s=2500.0) >= 0.73
+
+
 def test_mnist_one_pass_100_neurons_paper_mode_pair_rule(mnist_dir):
     """Paper mode with the pair rule instead of the released triplet rule: measured 78.1 % (seed 0) and 78.6 %
     (seed 1), software synapses; ≥ 77 % allows the ≈ 1-point spread between seeds."""
