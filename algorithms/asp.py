@@ -136,6 +136,8 @@ class ASPAlgorithm(STDPAlgorithm):
                                           unit="Hz", gt=0, nullable=True)
         theta_plus: float | None = param(None, description="threshold increment per spike (null: 0.05 mV)", unit="V",
                                          ge=0, nullable=True)
+        tau_theta_s: float | None = param(None, description="adaptive-threshold decay time constant τ_θ (null: 1e4 s)",
+                                          unit="s", gt=0, nullable=True)
         norm_total: float | None = param(None, description="column sum when normalising (null: the mode's)", gt=0,
                                          nullable=True)
         w_ie: float | None = param(None, description="inhibitory weight (null: the mode's)", ge=0, nullable=True)
@@ -151,7 +153,7 @@ class ASPAlgorithm(STDPAlgorithm):
             if p.replicas != 1:
                 raise ValueError(f"algorithm.replicas: got {p.replicas!r}; sequential runs (phases) use 1")
         self.params, self.hardware, self.model = p, hardware, model
-        self._overrides = {k: getattr(p, k) for k in ("dt_s", "t_present_s", "max_rate_hz", "theta_plus", "norm_total",
+        self._overrides = {k: getattr(p, k) for k in ("dt_s", "t_present_s", "max_rate_hz", "theta_plus", "tau_theta_s", "norm_total",
                                                        "w_ie")}
         self.cfg = RuleConfig.preset(p.mode, n_neurons=int(p.n_neurons), write_every=p.write_every,
                                      normalisation=p.normalisation, **self._overrides)

@@ -118,6 +118,8 @@ class StochasticSTDPAlgorithm(STDPAlgorithm):
                                           gt=0, nullable=True)
         theta_plus: float | None = param(None, description="threshold increment per spike (null: 0.05 mV)", unit="V",
                                          ge=0, nullable=True)
+        tau_theta_s: float | None = param(None, description="adaptive-threshold decay time constant τ_θ (null: 1e4 s)",
+                                          unit="s", gt=0, nullable=True)
         norm_total: float | None = param(None, description="column sum for normalisation gain (null: the mode's)",
                                          gt=0, nullable=True)
         w_ie: float | None = param(None, description="inhibitory weight (null: the mode's)", ge=0, nullable=True)
@@ -140,7 +142,7 @@ class StochasticSTDPAlgorithm(STDPAlgorithm):
             raise ValueError(f"algorithm.synapse: 'device' needs a binary stochastic device (stt_mtj, sot_mtj); the "
                              f"config's device is {getattr(hardware.device, 'name', hardware.device)!r}")
         self.params, self.hardware, self.model = p, hardware, model
-        overrides = {k: getattr(p, k) for k in ("dt_s", "t_present_s", "max_rate_hz", "theta_plus", "norm_total", "w_ie")}
+        overrides = {k: getattr(p, k) for k in ("dt_s", "t_present_s", "max_rate_hz", "theta_plus", "tau_theta_s", "norm_total", "w_ie")}
         self.cfg = RuleConfig.preset(p.mode, n_neurons=int(p.n_neurons), write_every=p.write_every,
                                      normalisation=p.normalisation, w_max=float(p.w_max), **overrides)
         self.cfg.rule_factory = self._make_rule

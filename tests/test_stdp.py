@@ -223,6 +223,9 @@ def test_tau_theta_key_sets_the_threshold_decay(mode):
     assert torch.allclose(net.theta, torch.full_like(net.theta, 0.03 * math.exp(-t / 20.0)), rtol=1e-5)
     with pytest.raises(ValueError, match="tau_theta_s"):
         cls(cls.make_params(tau_theta_s=0.0), Hardware(device=IdealDevice()))
+    for name in ("asp", "stochastic_stdp"):  # the same key on the algorithms built on this network
+        other = get_algorithm(name)
+        assert other(other.make_params(tau_theta_s=20.0), Hardware(device=IdealDevice())).cfg.tau_theta_s == 20.0
 
 
 def test_current_lif_is_bindsnet_leak():
