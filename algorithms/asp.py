@@ -136,8 +136,8 @@ class ASPAlgorithm(STDPAlgorithm):
                                           unit="Hz", gt=0, nullable=True)
         theta_plus: float | None = param(None, description="threshold increment per spike (null: 0.05 mV)", unit="V",
                                          ge=0, nullable=True)
-        tau_theta_s: float | None = param(None, description="adaptive-threshold decay time constant τ_θ (null: 1e4 s)",
-                                          unit="s", gt=0, nullable=True)
+        tau_theta_s: float | None = param(None, description="adaptive-threshold decay time constant τ_θ (null: 1e4 s, "
+                                          "the codes' 1e7 ms)", unit="s", gt=0, nullable=True)
         norm_total: float | None = param(None, description="column sum when normalising (null: the mode's)", gt=0,
                                          nullable=True)
         w_ie: float | None = param(None, description="inhibitory weight (null: the mode's)", ge=0, nullable=True)
