@@ -62,3 +62,25 @@ def test_digits_shapes():
     d = load_digits(test_fraction=0.3, seed=0)
     assert d.x_train.shape[1:] == (1, 8, 8) and d.x_train.shape[0] + d.x_test.shape[0] == 1797
     assert float(d.x_train.max()) <= 1.0 and d.n_classes == 10
+
+
+def test_shuffle_seed_permutes_the_training_order_only():
+    """``dataset.shuffle_seed``: the same samples (image with its label) in a seed-fixed order, the first
+    ``n_train`` of that order, the test set untouched; the same seed gives the same order; a bad seed is refused."""
+    from xbarsim import ConfigError, validate_config
+    from xbarsim.experiment import prepare_data
+
+    base = prepare_data(validate_config({"dataset": {"name": "digits"}}))
+    a = prepare_data(validate_config({"dataset": {"name": "digits", "shuffle_seed": 3}}))
+    b = prepare_data(validate_config({"dataset": {"name": "digits", "shuffle_seed": 3, "n_train": 50}}))
+    n = base.x_train.shape[0]
+    assert not torch.equal(a.y_train, base.y_train)
+    # every training image appears once, with its own label: match the images back to the file order
+    flat_a, flat_base = a.x_train.reshape(n, -1), base.x_train.reshape(n, -1)
+    match = (flat_a.unsqueeze(1) == flat_base.unsqueeze(0)).all(-1)  # [n, n]: equal images
+    first = match.float().argmax(1)
+    assert bool(match.any(1).all()) and torch.equal(a.y_train, base.y_train[first])
+    assert torch.equal(torch.bincount(a.y_train), torch.bincount(base.y_train))
+    assert torch.equal(b.x_train, a.x_train[:50]) and torch.equal(a.x_test, base.x_test)
+    with pytest.raises(ConfigError, match=r"dataset\.shuffle_seed.*got -1"):
+        validate_config({"dataset": {"name": "digits", "shuffle_seed": -1}})

@@ -74,6 +74,9 @@ class DatasetParams:
     path: str | None = param(None, description="directory of the MNIST IDX files (default: $XBARSIM_DATA)", nullable=True)
     test_fraction: float = param(0.3, description="digits: held-out fraction", gt=0, lt=1)
     n_train: int | None = param(None, description="use only the first n training samples", ge=1, nullable=True)
+    shuffle_seed: int | None = param(None, description="training order: null keeps the file's order; an integer "
+                                     "permutes the training samples with that seed (before n_train takes the first n)",
+                                     ge=0, lt=SEED_MAX, nullable=True)
 
 
 @dataclass

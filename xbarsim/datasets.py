@@ -139,6 +139,15 @@ def load_mnist(path: str | os.PathLike | None = None) -> Dataset:
     )
 
 
+def shuffle_train(data: Dataset, seed: int) -> Dataset:
+    """``data`` with its training samples in the order of ``torch.randperm(n)`` under ``seed`` (the test set as is).
+
+    One-pass unsupervised learners end with what they saw last, so their score depends on the order; this
+    gives a reproducible other order than the file's."""
+    order = torch.randperm(data.x_train.shape[0], generator=torch.Generator().manual_seed(int(seed)))
+    return Dataset(data.name, data.x_train[order], data.y_train[order], data.x_test, data.y_test, data.image_shape)
+
+
 def load_dataset(name: str, path: str | None = None, test_fraction: float = 0.3, seed: int = 0) -> Dataset:
     if name == "digits":
         return load_digits(test_fraction, seed)

@@ -23,7 +23,7 @@ from algorithms.registry import get_algorithm
 from circuits import COMPONENTS, EnergyLedger
 
 from .config import Config, ConfigError, check_torch_device, layer_sections
-from .datasets import Dataset, DatasetError, load_dataset
+from .datasets import Dataset, DatasetError, load_dataset, shuffle_train
 from .models import ModelError, get_trained_model, model_sha
 from .resources import CELL_TENSORS, SOLVE_BYTES_PER_CELL, ResourceError, arrays_for_layer, check_budget, solve_seconds
 from .schema import build_device, crossbar_objects
@@ -57,9 +57,11 @@ def _data_key(cfg: Config) -> str:
 
 
 def prepare_data(cfg: Config) -> Dataset:
-    """The dataset of ``cfg`` (cached), cut to ``dataset.n_train`` training samples."""
+    """The dataset of ``cfg`` (cached), in ``dataset.shuffle_seed``'s order, cut to ``dataset.n_train`` training samples."""
     d = cfg.dataset
     data = _dataset(d.name, d.path, d.test_fraction, cfg.model.seed)
+    if d.shuffle_seed is not None:
+        data = shuffle_train(data, d.shuffle_seed)
     if d.n_train is not None:
         if d.n_train > data.x_train.shape[0]:
             raise ConfigError(f"dataset.n_train: got {d.n_train}; the {d.name} training set has {data.x_train.shape[0]} samples")
