@@ -13,11 +13,13 @@ from device_models import IdealDevice
 pytestmark = pytest.mark.slow
 
 
-def _run(mnist_dir, n_neurons, mode, epochs=1, n_train=60000, device=None, **params):
-    from xbarsim.datasets import load_mnist
+def _run(mnist_dir, n_neurons, mode, epochs=1, n_train=60000, device=None, shuffle_seed=None, **params):
+    from xbarsim.datasets import load_mnist, shuffle_train
 
     torch.set_num_threads(1)
     d = load_mnist(mnist_dir)
+    if shuffle_seed is not None:
+        d = shuffle_train(d, shuffle_seed)
     d.x_train, d.y_train = d.x_train[:n_train], d.y_train[:n_train]
     cls = get_algorithm("stdp")
     alg = cls(cls.make_params(n_neurons=n_neurons, mode=mode, epochs=epochs, n_assign=10000, **params),
@@ -63,6 +65,14 @@ def test_mnist_one_pass_100_neurons_paper_mode_threshold_memory_scaled(mnist_dir
     100-neuron network's activity, docs/stdp_validation.md): measured 76.8 % (seed 0) and 74.3 % (seed 1), against
     67.1 % with the released constants; ≥ 73 % allows the seed spread and stays 6 points above the released run."""
     assert _run(mnist_dir, 100, "paper", synapses="software", tau_theta_s=2500.0) >= 0.73
+
+
+def test_mnist_one_pass_100_neurons_paper_mode_half_tau_theta_shuffled(mnist_dir):
+    """Paper mode with half of τ_θ (5 000 s) on a shuffled training order (``dataset.shuffle_seed: 0``): measured
+    84.2 % (seed 0; order 1: 85.2 %). In the file's order the same network scores 79.6 %, because the file's
+    images 55 001–60 000 cost 4 points whenever they come last (docs/stdp_validation.md). ≥ 80.9 % is the issue's
+    "within 2 points of 82.9 %", here for this departure from the released constants."""
+    assert _run(mnist_dir, 100, "paper", synapses="software", tau_theta_s=5000.0, shuffle_seed=0) >= 0.809
 
 
 def test_mnist_one_pass_100_neurons_paper_mode_pair_rule(mnist_dir):
