@@ -65,7 +65,7 @@ from .learning.diehl_cook import (
 )
 from .learning.synapses import NORMALISATIONS, ROUNDINGS, TorchSynapses
 from .stdp import STDPAlgorithm
-from .stochastic_stdp import RuleConfig
+from .stochastic_stdp import NETWORK_KEYS, RuleConfig
 
 __all__ = ["ASPAlgorithm", "plot_forgetting"]
 
@@ -153,8 +153,7 @@ class ASPAlgorithm(STDPAlgorithm):
             if p.replicas != 1:
                 raise ValueError(f"algorithm.replicas: got {p.replicas!r}; sequential runs (phases) use 1")
         self.params, self.hardware, self.model = p, hardware, model
-        self._overrides = {k: getattr(p, k) for k in ("dt_s", "t_present_s", "max_rate_hz", "theta_plus", "tau_theta_s", "norm_total",
-                                                       "w_ie")}
+        self._overrides = {k: getattr(p, k) for k in NETWORK_KEYS}
         self.cfg = RuleConfig.preset(p.mode, n_neurons=int(p.n_neurons), write_every=p.write_every,
                                      normalisation=p.normalisation, **self._overrides)
         self.cfg.rule_factory = self._make_rule

@@ -47,6 +47,10 @@ from .stdp import LAYER, STDPAlgorithm
 __all__ = ["StochasticSTDPAlgorithm", "RuleConfig"]
 
 
+#: the network constants a learner built on the Diehl & Cook network may override (null: the mode's)
+NETWORK_KEYS = ("dt_s", "t_present_s", "max_rate_hz", "theta_plus", "tau_theta_s", "norm_total", "w_ie")
+
+
 @dataclass
 class RuleConfig(DiehlCookConfig):
     """:class:`DiehlCookConfig` whose learning rule comes from ``rule_factory`` (a new rule class, not a flag)."""
@@ -142,7 +146,7 @@ class StochasticSTDPAlgorithm(STDPAlgorithm):
             raise ValueError(f"algorithm.synapse: 'device' needs a binary stochastic device (stt_mtj, sot_mtj); the "
                              f"config's device is {getattr(hardware.device, 'name', hardware.device)!r}")
         self.params, self.hardware, self.model = p, hardware, model
-        overrides = {k: getattr(p, k) for k in ("dt_s", "t_present_s", "max_rate_hz", "theta_plus", "tau_theta_s", "norm_total", "w_ie")}
+        overrides = {k: getattr(p, k) for k in NETWORK_KEYS}
         self.cfg = RuleConfig.preset(p.mode, n_neurons=int(p.n_neurons), write_every=p.write_every,
                                      normalisation=p.normalisation, w_max=float(p.w_max), **overrides)
         self.cfg.rule_factory = self._make_rule
