@@ -73,7 +73,7 @@ def run(seed: int, overrides: dict, compare_stdp: bool, n_train: int, n_test: in
         asp_mod.labels_from_rates = orig
     wall = time.perf_counter() - t0
     if snap_path is not None:
-        torch.save([{"algorithm": s["algorithm"], "phase": s["phase"], "weights": s["weights"][0].cpu(),
+        torch.save([{"algorithm": s["algorithm"], "phase": s["phase"], "classes": s["classes"], "weights": s["weights"][0].cpu(),
                      "theta": s["theta"].reshape(-1).cpu(), "assign": a}
                     for s, a in zip(alg.snapshots(), assigned)], snap_path)
     keep = ("algorithm", "phase", "classes_seen", "accuracy_seen", "accuracy_newest", "accuracy_seen_proportion",
