@@ -13,16 +13,14 @@ Prints one line per file × algorithm × readout: accuracy over the digits seen 
 from __future__ import annotations
 
 import argparse
-import os
 
 import torch
-from asp_sequential import _value  # scripts/ is on sys.path when run as a script
+from asp_sequential import _value, study_mnist  # scripts/ is on sys.path when run as a script
 
 from algorithms.base import Hardware, per_class_accuracy
 from algorithms.learning.diehl_cook import class_rates, labels_from_rates, vote
 from algorithms.registry import get_algorithm
 from device_models import IdealDevice
-from xbarsim.datasets import load_mnist
 
 
 def readout_weights(w: torch.Tensor, theta: torch.Tensor, readout: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,7 +47,7 @@ def main():
     ap.add_argument("--set", nargs="*", default=[], help="network keys of the run other than n_neurons, key=value")
     a = ap.parse_args()
     torch.set_num_threads(1)
-    full = load_mnist(os.environ.get("ASP_MNIST") or (None if os.environ.get("XBARSIM_DATA") else "/work/shared/data/mnist"))
+    full = study_mnist()
     y = full.y_train[: a.n_train]
     x = full.x_train[: a.n_train].reshape(len(y), -1).float()
     n_classes = int(y.max()) + 1

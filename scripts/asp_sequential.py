@@ -45,10 +45,15 @@ def _value(text: str):
     return text
 
 
+def study_mnist():
+    """MNIST from ``$ASP_MNIST``, else ``$XBARSIM_DATA`` (as the CLI), else ``/work/shared/data/mnist``."""
+    return load_mnist(os.environ.get("ASP_MNIST") or (None if os.environ.get("XBARSIM_DATA") else "/work/shared/data/mnist"))
+
+
 def run(seed: int, overrides: dict, compare_stdp: bool, n_train: int, n_test: int, figures_dir=None,
         snap_path=None) -> list[dict]:
     torch.set_num_threads(1)
-    full = load_mnist(os.environ.get("ASP_MNIST") or (None if os.environ.get("XBARSIM_DATA") else "/work/shared/data/mnist"))
+    full = study_mnist()
     data = Dataset(full.name, full.x_train[:n_train], full.y_train[:n_train], full.x_test, full.y_test,
                    full.image_shape)
     cls = get_algorithm("asp")
