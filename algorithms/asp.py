@@ -278,7 +278,7 @@ class ASPAlgorithm(STDPAlgorithm):
         y = y.cpu()
         rows = []
         for snap in self._snapshots:
-            net = self._frozen(snap)
+            net = self.frozen_network(snap)
             seen = snap["classes"]
             a_idx = torch.cat([self._assign_idx[c] for c in seen])
             rates = class_rates(net.responses(self._x_train[a_idx], self.params.eval_batch), self._labels[a_idx],
@@ -307,7 +307,9 @@ class ASPAlgorithm(STDPAlgorithm):
             plot_forgetting(self._snapshots, d / "forgetting.png", self._image_shape or _square(self._x_train.shape[1]))
         return rows
 
-    def _frozen(self, snap: dict) -> DiehlCookNetwork:
+    def frozen_network(self, snap: dict) -> DiehlCookNetwork:
+        """The scoring network of a phase snapshot (learning off, θ frozen): ``snap`` holds ``weights [R, in, out]``,
+        ``theta``, the network ``cfg`` and the ``gain`` of ``normalisation: gain`` (or None), as :meth:`snapshots`."""
         gen = torch.Generator(device=snap["weights"].device).manual_seed(12345)
         syn = TorchSynapses(snap["weights"], 0.0, snap["cfg"].w_max)
         syn.gain = None if snap.get("gain") is None else snap["gain"].clone()  # normalisation: gain (digital)

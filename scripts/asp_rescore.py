@@ -69,7 +69,7 @@ def main():
             lab = torch.isin(y[pick], torch.tensor(seen))
             for readout in a.readout:
                 w, th = readout_weights(s["weights"], s["theta"], readout)
-                net = alg._frozen({"weights": w.unsqueeze(0), "theta": th.reshape(1, 1, -1), "cfg": alg.cfg, "gain": None})
+                net = alg.frozen_network({"weights": w.unsqueeze(0), "theta": th.reshape(1, 1, -1), "cfg": alg.cfg, "gain": None})
                 assign = labels_from_rates(class_rates(net.responses(x[pick][lab], 64), y[pick][lab], n_classes))
                 pred = vote(net.responses(xt[mask], 64), assign, n_classes).argmax(-1)[0].cpu()
                 per = per_class_accuracy(pred, yt[mask], n_classes)

@@ -104,7 +104,7 @@ def test_gain_normalisation_is_kept_in_the_phase_scores():
         w, gain = snap["weights"], snap["gain"]
         want = snap["cfg"].column_sum(w.shape[1]) / w.sum(1, keepdim=True)
         assert gain is not None and torch.allclose(gain, want, rtol=1e-6)
-        net = alg._frozen(snap)
+        net = alg.frozen_network(snap)
         assert torch.equal(net.syn.gain, gain)
         x = (torch.rand(3, w.shape[1], generator=torch.Generator().manual_seed(0)) < 0.5).float()
         assert torch.allclose(net.syn.read(x.unsqueeze(0)), x.unsqueeze(0) @ w * gain, rtol=1e-5)
